@@ -20,6 +20,26 @@ from nbclient import NotebookClient
 from tqdm.auto import tqdm
 
 CURRENT_ENV = "grit-lite-current-env"
+
+# The first code cell of every notebook (tests/test_notebooks.py checks it is identical).
+# In Colab it fetches and installs the course; in a local checkout it only seeds.
+SETUP_CELL = """\
+# Setup: in Colab, fetch and install the course; in a local checkout this does nothing.
+import sys
+
+if "google.colab" in sys.modules:
+    !git clone --quiet --depth 1 https://github.com/grit-lite/grit-lite /content/grit-lite
+    %pip install --quiet -e /content/grit-lite
+    sys.path.insert(0, "/content/grit-lite")
+    %cd /content/grit-lite/notebooks
+
+import grit_lite
+
+grit_lite.seed_everything(0)"""
+COLAB_BADGE = (
+    "[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
+    "(https://colab.research.google.com/github/grit-lite/grit-lite/blob/main/notebooks/{name})"
+)
 NOTEBOOK_NAME = re.compile(r"^\d\d_.+\.ipynb$")
 
 
