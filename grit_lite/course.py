@@ -13,8 +13,10 @@ import argparse
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 import nbformat
+from jupyter_client import AsyncKernelManager
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
 from nbclient import NotebookClient
 from tqdm.auto import tqdm
@@ -61,17 +63,18 @@ def course_notebooks(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if NOTEBOOK_NAME.match(p.name))
 
 
+def notebook_client(nb: nbformat.NotebookNode, cwd: Path, **kwargs: Any) -> NotebookClient:
+    """An nbclient runner whose kernel is this interpreter, started in ``cwd``."""
+    manager = AsyncKernelManager(
+        kernel_name=CURRENT_ENV, kernel_spec_manager=CurrentEnvKernelSpecs()
+    )
+    return NotebookClient(nb, km=manager, resources={"metadata": {"path": str(cwd)}}, **kwargs)
+
+
 def execute(path: Path, timeout: int = 1200) -> nbformat.NotebookNode:
     """Execute one notebook with its own folder as working directory; raise on a cell error."""
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(
-        nb,
-        timeout=timeout,
-        kernel_name=CURRENT_ENV,
-        kernel_manager_kwargs={"kernel_spec_manager": CurrentEnvKernelSpecs()},
-        resources={"metadata": {"path": str(path.parent)}},
-    )
-    client.execute()
+    notebook_client(nb, path.parent, timeout=timeout).execute()
     return nb
 
 

@@ -169,7 +169,7 @@ def draw_boxes(
     """
     canvas = image.convert("RGB").copy()
     draw = ImageDraw.Draw(canvas)
-    font = _font(max(12, canvas.height // 28))
+    font = _font(max(12, canvas.height // 18))
     for i, box in enumerate(boxes):
         x1, y1, x2, y2 = (float(v) for v in box)
         x1, x2 = sorted((x1, x2))
@@ -199,22 +199,27 @@ def completion_viewer(examples: Sequence[Any], image_for: Any) -> Any:
 
     ``examples`` are objects with ``name``, ``question``, ``completion`` attributes (such as
     :class:`grit_lite.examples.Example`); ``image_for(example)`` returns the PIL image.
+    The viewer sets widget values instead of printing into an Output widget, so it sends
+    no stray output when no front end is listening (headless runs, nbval).
     """
+    import html
+    import io
+
     import ipywidgets as widgets
-    from IPython.display import display
 
     picker = widgets.IntSlider(min=0, max=max(len(examples) - 1, 0), description="example")
-    out = widgets.Output()
+    picture = widgets.Image(format="png")
+    report = widgets.HTML()
 
     def show(change: Any = None) -> None:
         example = examples[picker.value]
         parsed = parse_completion(example.completion)
-        out.clear_output(wait=True)
-        with out:
-            print(f"[{example.name}] Q: {example.question}")
-            display(draw_boxes(image_for(example), parsed.boxes))
-            print(format_report(parsed))
+        buffer = io.BytesIO()
+        draw_boxes(image_for(example), parsed.boxes).save(buffer, format="png")
+        picture.value = buffer.getvalue()
+        text = f"[{example.name}] Q: {example.question}\n\n{format_report(parsed)}"
+        report.value = f"<pre>{html.escape(text)}</pre>"
 
     picker.observe(show, names="value")
     show()
-    return widgets.VBox([picker, out])
+    return widgets.VBox([picker, widgets.HBox([picture, report])])

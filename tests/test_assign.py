@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
 
 from grit_lite import assign
-from grit_lite.course import CURRENT_ENV, CurrentEnvKernelSpecs
-from tests.test_notebooks import NOTEBOOKS, exercise_pairs
+from grit_lite.course import notebook_client
+from tests.test_notebooks import NOTEBOOKS, ROOT, exercise_pairs
 
 SOLVED = '''import math
 
@@ -65,14 +64,7 @@ def test_cli_rejects_a_missing_folder(tmp_path, capsys):
 
 def _run_cells(cells: list) -> nbformat.NotebookNode:
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c.source) for c in cells])
-    client = NotebookClient(
-        nb,
-        timeout=300,
-        allow_errors=True,
-        kernel_name=CURRENT_ENV,
-        kernel_manager_kwargs={"kernel_spec_manager": CurrentEnvKernelSpecs()},
-        resources={"metadata": {"path": "notebooks"}},
-    )
+    client = notebook_client(nb, ROOT / "notebooks", timeout=300, allow_errors=True)
     client.execute()
     return nb
 
