@@ -19,6 +19,7 @@ import nbformat
 from jupyter_client import AsyncKernelManager
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
 from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
 from tqdm.auto import tqdm
 
 CURRENT_ENV = "grit-lite-current-env"
@@ -99,7 +100,11 @@ def main(argv: list[str] | None = None) -> int:
     exporter = HTMLExporter()
     for path in (bar := tqdm(paths, desc="course", unit="notebook")):
         bar.set_postfix_str(path.name)
-        nb = execute(path)
+        try:
+            nb = execute(path)
+        except CellExecutionError as err:
+            print(f"error: {path.name} failed:\n{err}", file=sys.stderr)
+            return 1
         if args.inplace:
             nbformat.write(nb, path)
         html, _ = exporter.from_notebook_node(nb)
