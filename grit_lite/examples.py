@@ -1,9 +1,10 @@
 """Example GRIT completions and synthetic stand-in images to read them against.
 
 The zebra completion's text, boxes 1-2 and answer are the released GRIT-3B output quoted
-in GRIT_REFERENCE.md; its boxes 3-6 (elided there) and the cat and knife completions
-are written by us in the same style. The images are drawn here, with each object exactly
-where its completion's boxes say, because real COCO images cannot be downloaded offline.
+in GRIT_REFERENCE.md; its boxes 3-7 (elided there; the reference's worked reward values
+imply seven boxes) and the cat and knife completions are written by us in the same style.
+The images are drawn here, with each object exactly where its completion's boxes say,
+because real COCO images cannot be downloaded offline.
 Image sizes are multiples of 28, so Qwen2.5-VL's ``smart_resize`` leaves them unchanged
 and the boxes are valid both in resized and in original pixels.
 """
@@ -44,6 +45,7 @@ ZEBRAS = Example(
         "4. (330, 176, 384, 214)\n"
         "5. (398, 160, 446, 196)\n"
         "6. (460, 182, 520, 224)\n"
+        "7. (540, 170, 590, 206)\n"
         "</think>\n\n"
         "<rethink>\n"
         "The coordinates provided for the zebras are accurate and cover all the zebras "

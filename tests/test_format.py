@@ -34,7 +34,7 @@ def test_zebra_completion_parses_fully():
     assert parsed.think.startswith("There are six zebras")
     assert parsed.rethink.startswith("The coordinates provided")
     assert parsed.answer == "7"
-    assert len(parsed.boxes) == 6
+    assert len(parsed.boxes) == 7
     assert parsed.boxes[0] == (200.0, 168.0, 248.0, 202.0)
     assert parsed.well_formed
     assert set(parsed.checks) == set(fmt.FORMAT_RULES)

@@ -1,0 +1,57 @@
+"""Checkers for notebook 03's exercises (the format rewards of the official release)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from grit_lite import rewards
+from grit_lite.checks import check_cases
+from grit_lite.examples import MALFORMED, REAL_STYLE
+
+# Real-style and malformed completions, plus the cases where the official quirks bite:
+# a stray tag after the rethink, a repeated think block, thinking split by a newline only,
+# trailing punctuation, two characters without a space, duplicated answers.
+_COMPLETIONS = (
+    [e.completion for e in REAL_STYLE]
+    + list(MALFORMED.values())
+    + [
+        "<think>x</think><rethink> ok </rethink><answer> 0 </answer>",
+        "<think> a b </think><rethink> c </rethink><think>",
+        "<think> a </think><think> b c </think><rethink> r </rethink>",
+        "</think><think> a b <rethink></rethink>",
+        "<think>two\ncats</think><rethink>r</rethink>",
+        "<think>cat!</think><rethink>r</rethink>",
+        "<think>ab</think><rethink></rethink>",
+        "<think>a,b</think><rethink></rethink>",
+        "<answer><answer><answer>",
+        "<ANSWER> 7 </answer>",
+        "answer: 7",
+    ]
+)
+
+
+def check_think_rethink_format(fn: Callable[[str], float]) -> None:
+    """The student's think/rethink format reward for one string, in [0, 0.5]."""
+    check_cases(
+        "think_rethink_format",
+        fn,
+        [(c,) for c in _COMPLETIONS],
+        rewards.think_rethink_format_score,
+        hint="Walk the four tags in order over a remainder (start: the whole text); a tag "
+        "found scores 1 and the remainder becomes the text after its LAST occurrence "
+        "(str.rsplit(tag, 1)[1]). With all four, +1 if the think content (after the last "
+        "<think>, up to the next </think>, stripped) has >= 2 characters and >= 2 pieces "
+        "when split on ' ' after non-alphanumerics became spaces. Return points / 5 * 0.5.",
+    )
+
+
+def check_answer_format(fn: Callable[[str], float]) -> None:
+    """The student's answer format reward for one string, in [0, 0.5]."""
+    check_cases(
+        "answer_format",
+        fn,
+        [(c,) for c in _COMPLETIONS],
+        rewards.answer_format_score,
+        hint="0.25 if '<answer>' is in the text (case matters), plus 0.25 if "
+        "text.count('<answer>') == 1. The closing tag plays no part.",
+    )
