@@ -1,0 +1,685 @@
+"""A tiny Qwen2.5-VL that learns on a CPU: tokenizer, config, processor, pretraining, eval.
+
+GRIT starts from Qwen2.5-VL-3B-Instruct, a model that can already *see*, *ground* (write
+boxes), *answer* short questions and *follow format instructions*; RL only teaches it to
+chain those skills in the think/rethink/answer format. Nothing can be downloaded here, so
+this module builds a same-architecture model small enough to pretrain those separate skills
+on the synthetic world of :mod:`grit_lite.data` in minutes on two CPU cores:
+
+* the model is transformers' real ``Qwen2_5_VLForConditionalGeneration`` (window-attention
+  vision tower, 2x2 patch merger, multimodal RoPE), only narrower and shallower, so TRL,
+  PEFT and ``generate`` run exactly the code path of the 3B model;
+* the tokenizer is a byte-level BPE trained here on course text, with Qwen's pre-tokenizer
+  rule (every digit its own token) and Qwen's special tokens and chat template;
+* the processor is the real ``Qwen2_5_VLProcessor``: a 224 x 224 image stays 224 x 224,
+  16 x 16 patches of 14 px, merged 2 x 2 into 64 ``<|image_pad|>`` tokens.
+
+Pretraining never shows a think/rethink/answer chain nor GRIT's prompt suffix: that is
+what GRPO has to discover (notebook 06). ``python -m grit_lite.tiny pretrain`` and
+``python -m grit_lite.tiny eval`` are the command-line entry points.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import re
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from grit_lite import data
+from grit_lite.boxes import grounding_scores, parse_boxes
+from grit_lite.format import GRIT_PROMPT_SUFFIX
+
+# Qwen's special tokens, in Qwen's order. They are appended *after* the BPE vocabulary, as in
+# the real tokenizer (ids 151643..151656 there).
+SPECIAL_TOKENS = (
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+)
+SYSTEM_MESSAGE = "You are a helpful assistant."
+
+# Qwen2's pre-tokenizer regex: words, *single digits*, punctuation runs, newlines, spaces.
+# Single digits matter for boxes: "148" is "1", "4", "8", so coordinates are spelled out.
+QWEN_SPLIT = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+    r"|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+
+# Qwen2-VL's chat template, written for this course. An entry counts as an image when its
+# type is "image" or it carries an "image" key, so TRL's {"type": "image", "text": None}
+# works; text entries print their text; a plain-string content prints as is.
+CHAT_TEMPLATE = (
+    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
+    "{% for message in messages %}"
+    "{% if loop.first and message['role'] != 'system' %}"
+    "<|im_start|>system\n" + SYSTEM_MESSAGE + "<|im_end|>\n"
+    "{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
+    "{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
+    "{% set image_count.value = image_count.value + 1 %}"
+    "{% if add_vision_id %}Picture {{ image_count.value }}: {% endif %}"
+    "<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif content['type'] == 'video' or 'video' in content %}"
+    "{% set video_count.value = video_count.value + 1 %}"
+    "{% if add_vision_id %}Video {{ video_count.value }}: {% endif %}"
+    "<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif content['text'] is not none %}{{ content['text'] }}"
+    "{% endif %}{% endfor %}<|im_end|>\n"
+    "{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+# Tag words for the format-following skill. GRIT's own tags are excluded on purpose: the
+# base model may learn to copy *a* tag from an instruction, never the GRIT chain itself.
+FORMAT_TAGS = (
+    "result", "final", "reply", "output", "count", "value", "response", "solution",
+    "label", "verdict", "number", "info", "note", "out", "res", "ans", "box", "pred",
+)  # fmt: skip
+FORBIDDEN_TAGS = ("think", "rethink", "answer")
+PATCH, MERGE, TEMPORAL = 14, 2, 2
+MAX_PIXELS = data.CANVAS * data.CANVAS  # a 224 x 224 canvas is kept as is: 64 image tokens
+MIN_PIXELS = 56 * 56
+
+
+# ---------------------------------------------------------------------------------------------
+# Tokenizer
+# ---------------------------------------------------------------------------------------------
+
+
+def course_texts(n_scenes: int = 300, seed: int = 0) -> list[str]:
+    """Text the tokenizer is trained on: every kind of prompt and answer the course uses.
+
+    Questions and answers of the synthetic world, grounding answers in Qwen's JSON style,
+    format instructions and the GRIT prompt suffix (so its words are in the vocabulary,
+    as they would be in a real tokenizer trained on web text).
+
+    Answers are fed with a leading space so that no merge glues ``<`` to a word: a tag then
+    reads ``<``, ``result``, ``>`` at the start of an answer and ``" <"``, ``result``, ``>``
+    in the prompt, sharing the word piece, so copying a tag from the instruction is a plain
+    copy. (Fed as they are, BPE learns ``<result`` as one token, the model has to map
+    ``result`` in the prompt onto a different token, and a 230-step pilot had not learned to.)
+    """
+    rng = random.Random(seed)
+    texts = [GRIT_PROMPT_SUFFIX, SYSTEM_MESSAGE, "Question: ", "user", "assistant", "system"]
+    for _ in range(n_scenes):
+        for example in pretraining_examples(rng, 1, images=False):
+            texts += [example["prompt"], " " + example["answer"]]
+    texts += [" ".join(FORMAT_TAGS), " <think> </think> <rethink> </rethink> <answer> </answer>"]
+    return texts
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int = 1024) -> Any:
+    """A byte-level BPE tokenizer with Qwen's special tokens and chat template.
+
+    Byte-level means any string round-trips (no unknown token), like Qwen's. GRIT's tags
+    (``<think>`` ...) are *not* special tokens: in Qwen2.5 they are plain text too, so the
+    model must learn to spell them. Returns a ``PreTrainedTokenizerFast`` with
+    ``eos = <|im_end|>``, ``pad = <|endoftext|>`` and no BOS, as Qwen2.5-VL-Instruct has.
+    """
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
+    from tokenizers.trainers import BpeTrainer
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(QWEN_SPLIT), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    tok.decoder = decoders.ByteLevel()
+    trainer = BpeTrainer(
+        vocab_size=vocab_size - len(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(list(texts), trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        bos_token=None,
+        unk_token=None,
+        additional_special_tokens=list(SPECIAL_TOKENS),
+        chat_template=CHAT_TEMPLATE,
+        model_max_length=4096,
+        padding_side="right",
+    )
+    return fast
+
+
+def special_ids(tokenizer: Any) -> dict[str, int]:
+    """The ids of Qwen's special tokens in ``tokenizer``, keyed by config field name."""
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+    return {
+        "pad_token_id": ids["<|endoftext|>"],
+        "eos_token_id": ids["<|im_end|>"],
+        "vision_start_token_id": ids["<|vision_start|>"],
+        "vision_end_token_id": ids["<|vision_end|>"],
+        "image_token_id": ids["<|image_pad|>"],
+        "video_token_id": ids["<|video_pad|>"],
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Configs
+# ---------------------------------------------------------------------------------------------
+
+
+def _config(text: dict[str, Any], vision: dict[str, Any], ids: dict[str, int]) -> Any:
+    from transformers import Qwen2_5_VLConfig
+
+    heads = text["num_attention_heads"]
+    head_dim = text["hidden_size"] // heads
+    section = text.pop("mrope_section")
+    # Multimodal RoPE splits the head_dim/2 rotary frequencies into (time, height, width).
+    assert sum(section) == head_dim // 2, f"mrope_section {section} must sum to {head_dim // 2}"
+    text_config = {
+        **text,
+        "rope_parameters": {"rope_type": "default", "rope_theta": 1e6, "mrope_section": section},
+        "bos_token_id": None,
+        "eos_token_id": ids["eos_token_id"],
+        "pad_token_id": ids["pad_token_id"],
+        "max_position_embeddings": 32768,
+    }
+    vision_config = {
+        "patch_size": PATCH,
+        "spatial_merge_size": MERGE,
+        "temporal_patch_size": TEMPORAL,
+        "window_size": 112,
+        "out_hidden_size": text["hidden_size"],
+        "fullatt_block_indexes": [vision["depth"] - 1],
+        **vision,
+    }
+    return Qwen2_5_VLConfig(
+        text_config=text_config,
+        vision_config=vision_config,
+        tie_word_embeddings=True,
+        image_token_id=ids["image_token_id"],
+        video_token_id=ids["video_token_id"],
+        vision_start_token_id=ids["vision_start_token_id"],
+        vision_end_token_id=ids["vision_end_token_id"],
+        eos_token_id=ids["eos_token_id"],
+        pad_token_id=ids["pad_token_id"],
+        bos_token_id=None,
+    )
+
+
+def tiny_config(
+    vocab_size: int,
+    ids: dict[str, int],
+    hidden: int = 192,
+    layers: int = 4,
+    heads: int = 4,
+    kv_heads: int = 2,
+    vision_hidden: int = 96,
+    vision_depth: int = 2,
+) -> Any:
+    """A Qwen2.5-VL config shaped like the 3B model, scaled down for a CPU.
+
+    Same ratios as the 3B where they matter: grouped-query attention (fewer KV heads),
+    MLP about 5.4x wider than hidden in text and 2.7x in vision, ``mrope_section`` scaled
+    from [16, 24, 24] (of 64) to the tiny head_dim/2, window attention with the last vision
+    block global, tied embeddings. ``ids`` are the tokenizer's :func:`special_ids`.
+    """
+    half = hidden // heads // 2
+    t = half // 4  # [16, 24, 24] is 1/4, 3/8, 3/8 of head_dim/2
+    section = [t, (half - t) // 2, half - t - (half - t) // 2]
+    text = {
+        "vocab_size": vocab_size,
+        "hidden_size": hidden,
+        "intermediate_size": 4 * hidden,
+        "num_hidden_layers": layers,
+        "num_attention_heads": heads,
+        "num_key_value_heads": kv_heads,
+        "mrope_section": section,
+    }
+    vision = {
+        "depth": vision_depth,
+        "hidden_size": vision_hidden,
+        "intermediate_size": vision_hidden * 8 // 3,
+        "num_heads": 4,
+    }
+    return _config(text, vision, ids)
+
+
+def qwen25_vl_3b_config() -> Any:
+    """The exact shape of Qwen2.5-VL-3B-Instruct (for random-weight benchmarks on a GPU)."""
+    ids = {
+        "pad_token_id": 151643,
+        "eos_token_id": 151645,
+        "vision_start_token_id": 151652,
+        "vision_end_token_id": 151653,
+        "image_token_id": 151655,
+        "video_token_id": 151656,
+    }
+    text = {
+        "vocab_size": 151936,
+        "hidden_size": 2048,
+        "intermediate_size": 11008,
+        "num_hidden_layers": 36,
+        "num_attention_heads": 16,
+        "num_key_value_heads": 2,
+        "mrope_section": [16, 24, 24],
+    }
+    vision = {
+        "depth": 32,
+        "hidden_size": 1280,
+        "intermediate_size": 3420,
+        "num_heads": 16,
+        "fullatt_block_indexes": [7, 15, 23, 31],
+    }
+    return _config(text, vision, ids)
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    """Distinct parameters (a tied embedding counts once); works on the meta device too."""
+    return sum(p.numel() for p in model.parameters())
+
+
+# ---------------------------------------------------------------------------------------------
+# Model and processor
+# ---------------------------------------------------------------------------------------------
+
+
+def build_processor(tokenizer: Any) -> Any:
+    """Qwen2.5-VL's processor around ``tokenizer``, sized so a 224 x 224 image is kept."""
+    from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
+
+    size = {"shortest_edge": MIN_PIXELS, "longest_edge": MAX_PIXELS}
+    shape = {"patch_size": PATCH, "merge_size": MERGE, "temporal_patch_size": TEMPORAL}
+    return Qwen2_5_VLProcessor(
+        image_processor=Qwen2VLImageProcessor(size=size, **shape),
+        video_processor=Qwen2VLVideoProcessor(size=size, **shape),
+        tokenizer=tokenizer,
+        chat_template=CHAT_TEMPLATE,
+    )
+
+
+def build_tiny(seed: int = 0, **config_kwargs: Any) -> tuple[Any, Any]:
+    """A freshly initialised tiny Qwen2.5-VL and its processor; same seed, same weights."""
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    tokenizer = train_tokenizer(course_texts())
+    vocab = -(-len(tokenizer) // 64) * 64  # padded like Qwen's 151936 > len(tokenizer)
+    config = tiny_config(vocab, special_ids(tokenizer), **config_kwargs)
+    torch.manual_seed(seed)
+    model = Qwen2_5_VLForConditionalGeneration(config)
+    model.generation_config.eos_token_id = config.text_config.eos_token_id
+    model.generation_config.pad_token_id = config.text_config.pad_token_id
+    model.generation_config.bos_token_id = None
+    return model.eval(), build_processor(tokenizer)
+
+
+def save_tiny(model: Any, processor: Any, folder: str | Path) -> Path:
+    """Save weights (safetensors), config and processor into ``folder``."""
+    folder = Path(folder)
+    model.save_pretrained(folder, safe_serialization=True)
+    processor.save_pretrained(folder)
+    return folder
+
+
+def load_tiny(folder: str | Path) -> tuple[Any, Any]:
+    """Load what :func:`save_tiny` wrote, with the classes the 3B model uses."""
+    from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(folder, dtype=torch.float32)
+    return model.eval(), AutoProcessor.from_pretrained(folder)
+
+
+# ---------------------------------------------------------------------------------------------
+# Pretraining data: the separate skills, never the GRIT chain
+# ---------------------------------------------------------------------------------------------
+
+
+def _random_scene(rng: random.Random) -> data.Scene:
+    """0-6 copies of one label plus 1-4 random others (the eval split counts 0..6)."""
+    labels = [(c, s) for c in data.COLOURS for s in data.SHAPES]
+    target = rng.choice(labels)
+    k = rng.randint(0, 6)
+    others = [rng.choice(labels) for _ in range(rng.randint(1, 4))]
+    picked = [target] * k + others
+    rng.shuffle(picked)
+    return data.make_scene(rng, picked)
+
+
+def grounding_answer(objects: Sequence[data.Obj]) -> str:
+    """Qwen2.5-VL's JSON grounding answer; for 224 x 224 images resized == original pixels."""
+    items = [{"bbox_2d": list(o.box), "label": o.label} for o in objects]
+    return json.dumps(items)
+
+
+_GROUND_PROMPTS = (
+    "Locate every {label}.",
+    "Locate every {label} and output its bbox coordinates in JSON format.",
+    "Find all {plural} in the image.",
+    "Where are the {plural}? Give their boxes.",
+)
+
+
+def _task(rng: random.Random, scene: data.Scene, kind: str) -> tuple[str, str]:
+    """One (prompt, answer) pair of the given skill about ``scene``."""
+    if kind == "ground":
+        if rng.random() < 0.8:
+            colour, shape = rng.choice(scene.objects).label.split()
+        else:
+            colour, shape = rng.choice(sorted(data.COLOURS)), rng.choice(data.SHAPES)
+        hits = [o for o in scene.objects if (o.colour, o.shape) == (colour, shape)]
+        template = rng.choice(_GROUND_PROMPTS)
+        prompt = template.format(label=f"{colour} {shape}", plural=f"{colour} {shape}s")
+        return prompt, grounding_answer(hits)
+    if kind == "count":
+        q = data.counting_question(scene, rng, rng.choice(scene.objects).label.split())
+        if rng.random() < 0.3:  # sometimes a label that is absent: answer 0
+            q = data.counting_question(scene, rng)
+        return q.question, q.answer
+    if kind == "spatial":
+        q = data.spatial_question(scene, rng)
+        if q is None:
+            return _task(rng, scene, "count")
+        return q.question, q.answer
+    # "format": a counting or spatial question with an instruction to wrap the answer
+    prompt, answer = _task(rng, scene, rng.choice(("count", "spatial")))
+    tag = rng.choice(FORMAT_TAGS)
+    instruction = rng.choice(
+        (
+            "Answer inside <{t}> </{t}>.",
+            "Put the answer between <{t}> and </{t}>.",
+            "Write the answer in <{t}></{t}> tags.",
+        )
+    ).format(t=tag)
+    return f"{prompt} {instruction}", f"<{tag}>{answer}</{tag}>"
+
+
+TASK_MIX = {"ground": 0.4, "count": 0.25, "spatial": 0.2, "format": 0.15}
+
+
+def pretraining_examples(
+    rng: random.Random, n: int, mix: dict[str, float] | None = None, images: bool = True
+) -> list[dict[str, Any]]:
+    """``n`` supervised examples: ``{"image", "prompt", "answer", "kind", "messages"}``.
+
+    Skills a base model has before GRIT: grounding (Qwen JSON boxes), counting (a digit),
+    spatial yes/no, and format following with *other* tag names. Some prompts start with
+    "Question: " as GRIT's do. No example contains a GRIT tag or the GRIT suffix.
+    """
+    mix = mix or TASK_MIX
+    kinds, weights = list(mix), list(mix.values())
+    out = []
+    for _ in range(n):
+        scene = _random_scene(rng)
+        kind = rng.choices(kinds, weights)[0]
+        prompt, answer = _task(rng, scene, kind)
+        if kind != "ground" and rng.random() < 0.3:
+            prompt = "Question: " + prompt
+        image = data.render(scene) if images else None
+        messages = [
+            {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}
+        ]
+        out.append(
+            {"image": image, "prompt": prompt, "answer": answer, "kind": kind, "messages": messages}
+        )
+    return out
+
+
+def collate(processor: Any, examples: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    """Tokenise chat examples into a right-padded batch; labels are -100 except the answer.
+
+    The prompt goes through the processor (which expands the image into 64 pad tokens);
+    the answer and ``<|im_end|>`` are appended as ids, so training sees exactly the token
+    boundary that generation after ``<|im_start|>assistant\\n`` produces.
+    """
+    tok = processor.tokenizer
+    rows, images = [], []
+    for ex in examples:
+        text = processor.apply_chat_template(ex["messages"], add_generation_prompt=True)
+        enc = processor(text=[text], images=[ex["image"]], return_tensors="pt")
+        prompt_ids = enc["input_ids"][0].tolist()
+        answer_ids = tok(ex["answer"], add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+        rows.append((prompt_ids, answer_ids, enc["mm_token_type_ids"][0].tolist()))
+        images.append(enc)
+    length = max(len(p) + len(a) for p, a, _ in rows)
+    batch = {
+        k: torch.full((len(rows), length), v, dtype=torch.long)
+        for k, v in (("input_ids", tok.pad_token_id), ("labels", -100), ("mm_token_type_ids", 0))
+    }
+    batch["attention_mask"] = torch.zeros((len(rows), length), dtype=torch.long)
+    for i, (p, a, mm) in enumerate(rows):
+        n = len(p) + len(a)
+        batch["input_ids"][i, :n] = torch.tensor(p + a)
+        batch["labels"][i, len(p) : n] = torch.tensor(a)
+        batch["mm_token_type_ids"][i, : len(p)] = torch.tensor(mm)
+        batch["attention_mask"][i, :n] = 1
+    batch["pixel_values"] = torch.cat([e["pixel_values"] for e in images])
+    batch["image_grid_thw"] = torch.cat([e["image_grid_thw"] for e in images])
+    return batch
+
+
+# ---------------------------------------------------------------------------------------------
+# Pretraining loop
+# ---------------------------------------------------------------------------------------------
+
+
+def pretrain(
+    steps: int = 1000,
+    lr: float = 2e-3,
+    batch: int = 16,
+    out: str | Path | None = None,
+    seed: int = 0,
+    log_every: int = 25,
+    model: Any = None,
+    processor: Any = None,
+    mix: dict[str, float] | None = None,
+    warmup: int = 50,
+    progress: bool = True,
+) -> tuple[Any, Any, list[float]]:
+    """Supervised pretraining of the separate skills; returns (model, processor, losses).
+
+    AdamW with linear warm-up then cosine decay to 10 % of ``lr``; fresh examples every step
+    (the synthetic world is unlimited, so there is no epoch and nothing to overfit).
+    Deterministic for a given seed. Saves model + processor to ``out`` if given.
+    """
+    from tqdm.auto import tqdm
+
+    if model is None:
+        model, processor = build_tiny(seed)
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.95))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress_ = (step - warmup) / max(1, steps - warmup)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress_))
+
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    model.train()
+    losses: list[float] = []
+    bar = tqdm(range(steps), desc="pretrain", disable=not progress)
+    start = time.perf_counter()
+    for step in bar:
+        inputs = collate(processor, pretraining_examples(rng, batch, mix))
+        loss = model(**inputs).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        losses.append(loss.item())
+        if (step + 1) % log_every == 0 or step + 1 == steps:
+            recent = sum(losses[-log_every:]) / len(losses[-log_every:])
+            bar.set_postfix(loss=f"{recent:.3f}")
+            if not progress:
+                elapsed = time.perf_counter() - start
+                print(f"step {step + 1} loss {recent:.4f} ({elapsed:.0f} s)", flush=True)
+    model.eval()
+    if out is not None:
+        save_tiny(model, processor, out)
+    return model, processor, losses
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation of the skills on the held-out split
+# ---------------------------------------------------------------------------------------------
+
+_LABEL = re.compile(rf"({'|'.join(data.COLOURS)}) ({'|'.join(data.SHAPES)})")
+
+
+@torch.no_grad()
+def generate(
+    model: Any,
+    processor: Any,
+    prompts: Sequence[str],
+    images: Sequence[Image.Image],
+    max_new_tokens: int = 64,
+    batch: int = 16,
+) -> list[str]:
+    """Greedy completions for (prompt text, image) pairs, batched with left padding.
+
+    Decoding runs on one thread: its matrices are so small that a second OpenMP thread
+    mostly spin-waits, and on a shared 2-core machine that made decoding ~20x slower.
+    """
+    outs: list[str] = []
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for i in range(0, len(prompts), batch):
+            outs += _generate_batch(
+                model, processor, prompts[i : i + batch], images[i : i + batch], max_new_tokens
+            )
+    finally:
+        torch.set_num_threads(threads)
+    return outs
+
+
+def _generate_batch(
+    model: Any,
+    processor: Any,
+    prompts: Sequence[str],
+    images: Sequence[Image.Image],
+    max_new_tokens: int,
+) -> list[str]:
+    tok = processor.tokenizer
+    outs: list[str] = []
+    texts = [processor.apply_chat_template(_user(p), add_generation_prompt=True) for p in prompts]
+    tok.padding_side = "left"
+    try:
+        enc = processor(text=texts, images=list(images), return_tensors="pt", padding=True)
+    finally:
+        tok.padding_side = "right"
+    ids = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False)
+    outs += tok.batch_decode(ids[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+    return outs
+
+
+def _user(prompt: str) -> list[dict[str, Any]]:
+    return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
+
+
+def evaluate_skills(
+    model: Any, processor: Any, n: int = 50, grit_prompt: bool = True
+) -> dict[str, float]:
+    """Skill scores on ``n`` held-out items (:func:`grit_lite.data.eval_split`).
+
+    ``grounding_iou``: mean IoU (Hungarian matching, :func:`grit_lite.boxes.grounding_scores`)
+    of the boxes answered to "Locate every <label>." for each key object of an item;
+    ``counting_acc`` / ``spatial_acc``: exact answers to the plain question; with
+    ``grit_prompt`` also the zero-shot think/rethink format reward (max 0.5) and the fraction
+    of completions with any GRIT tag, when the GRIT prompt is used before any RL.
+    """
+    from grit_lite.format import build_prompt
+    from grit_lite.rewards import think_rethink_format_score
+
+    items = data.eval_split(n)
+    g_prompts, g_images, g_truth = [], [], []
+    for record, image in items:
+        labels = [" ".join(m) for m in _LABEL.findall(record.question)]
+        if record.dataset == "vsr":
+            pairs = list(zip(labels, record.bboxs, strict=True))
+            for label, box in pairs:
+                g_prompts.append(f"Locate every {label}.")
+                g_images.append(image)
+                g_truth.append([box])
+        elif record.bboxs:
+            g_prompts.append(f"Locate every {labels[0]}.")
+            g_images.append(image)
+            g_truth.append(record.bboxs)
+    g_out = generate(model, processor, g_prompts, g_images, max_new_tokens=160)
+    ious = [
+        grounding_scores(parse_boxes(o), t)["mean_iou"] for o, t in zip(g_out, g_truth, strict=True)
+    ]
+    q_out = generate(model, processor, [r.question for r, _ in items], [im for _, im in items], 8)
+    scores: dict[str, list[float]] = {"tallyqa": [], "vsr": []}
+    for (record, _), o in zip(items, q_out, strict=True):
+        scores[record.dataset].append(float(o.strip().lower() == record.answer))
+    result = {
+        "grounding_iou": sum(ious) / len(ious),
+        "counting_acc": sum(scores["tallyqa"]) / max(1, len(scores["tallyqa"])),
+        "spatial_acc": sum(scores["vsr"]) / max(1, len(scores["vsr"])),
+    }
+    if grit_prompt:
+        z = generate(
+            model,
+            processor,
+            [build_prompt(r.question) for r, _ in items],
+            [im for _, im in items],
+            96,
+        )
+        result["zero_shot_format"] = sum(think_rethink_format_score(t) for t in z) / len(z)
+        tags = ("<think>", "</think>", "<rethink>", "</rethink>", "<answer>")
+        result["zero_shot_any_tag"] = sum(any(t in c for t in tags) for c in z) / len(z)
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``pretrain --steps N --out data/tiny`` and ``eval --model data/tiny -n 50``."""
+    parser = argparse.ArgumentParser(prog="python -m grit_lite.tiny", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    pre = sub.add_parser("pretrain", help="pretrain a fresh tiny model on the skills")
+    pre.add_argument("--steps", type=int, default=1000)
+    pre.add_argument("--lr", type=float, default=2e-3)
+    pre.add_argument("--batch", type=int, default=16)
+    pre.add_argument("--out", default="data/tiny")
+    pre.add_argument("--seed", type=int, default=0)
+    pre.add_argument("--log-every", type=int, default=25)
+    pre.add_argument("--threads", type=int, default=2)
+    ev = sub.add_parser("eval", help="measure the skills on the held-out split")
+    ev.add_argument("--model", default="data/tiny")
+    ev.add_argument("-n", type=int, default=50)
+    ev.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.command == "pretrain":
+        _, _, losses = pretrain(
+            args.steps, args.lr, args.batch, args.out, args.seed, args.log_every
+        )
+        print(f"final loss {sum(losses[-args.log_every :]) / len(losses[-args.log_every :]):.4f}")
+    else:
+        model, processor = load_tiny(args.model)
+        print(json.dumps(evaluate_skills(model, processor, args.n), indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,250 @@
+"""The tiny Qwen2.5-VL: tokenizer, template, processor, model, pretraining, and TRL on top."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+import torch
+
+from grit_lite import data, tiny
+from grit_lite.format import GRIT_PROMPT_SUFFIX, build_messages
+
+
+@pytest.fixture(scope="module")
+def tiny_pair():
+    torch.set_num_threads(1)  # tiny matrices: one thread is faster on a shared 2-core box
+    return tiny.build_tiny(seed=0)
+
+
+@pytest.fixture(scope="module")
+def sample():
+    return data.train_split()[0]
+
+
+def test_tokenizer_round_trip_and_special_ids(tiny_pair):
+    model, processor = tiny_pair
+    tok = processor.tokenizer
+    text = 'Locate every red circle. [{"bbox_2d": [12, 148, 56, 190], "label": "red circle"}] é✓'
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    assert tok.decode(ids) == text  # byte-level: anything round-trips
+    assert tok.convert_ids_to_tokens(tok("148", add_special_tokens=False)["input_ids"]) == [
+        "1",
+        "4",
+        "8",
+    ]  # Qwen's rule: one token per digit
+    config = model.config
+    assert tok.convert_tokens_to_ids("<|image_pad|>") == config.image_token_id
+    assert tok.convert_tokens_to_ids("<|video_pad|>") == config.video_token_id
+    assert tok.convert_tokens_to_ids("<|vision_start|>") == config.vision_start_token_id
+    assert tok.convert_tokens_to_ids("<|vision_end|>") == config.vision_end_token_id
+    assert tok.eos_token == "<|im_end|>" and tok.eos_token_id == config.text_config.eos_token_id
+    assert tok.pad_token == "<|endoftext|>" and tok.pad_token_id == config.text_config.pad_token_id
+    assert tok.bos_token is None and config.text_config.bos_token_id is None
+    assert len(tok) <= config.text_config.vocab_size
+    # a tag at the start of an answer shares its word piece with the tag in the prompt
+    answer = tok.convert_ids_to_tokens(tok("<result>3</result>")["input_ids"])
+    prompt = tok.convert_ids_to_tokens(tok("Answer inside <result> </result>.")["input_ids"])
+    assert answer[:3] == ["<", "result", ">"] and "result" in prompt
+    # GRIT's tags are plain text, several tokens each, as in Qwen2.5's tokenizer
+    for tag in ("<think>", "</think>", "<rethink>", "</rethink>", "<answer>"):
+        pieces = tok(" " + tag, add_special_tokens=False)["input_ids"]
+        assert len(pieces) > 1
+        assert not set(pieces) & set(tok.all_special_ids)
+
+
+def test_chat_template_expands_64_image_tokens(tiny_pair, sample):
+    _, processor = tiny_pair
+    record, image = sample
+    assert image.size == (224, 224)
+    messages = build_messages(record.question, image)
+    text = processor.apply_chat_template(messages, add_generation_prompt=True)
+    assert text.startswith("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n")
+    assert "<|vision_start|><|image_pad|><|vision_end|>Question: " in text
+    assert text.endswith(GRIT_PROMPT_SUFFIX + "<|im_end|>\n<|im_start|>assistant\n")
+    enc = processor.apply_chat_template(
+        messages, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt"
+    )
+    assert int((enc["input_ids"] == processor.image_token_id).sum()) == 64
+    assert enc["image_grid_thw"].tolist() == [[1, 16, 16]]
+    assert tuple(enc["pixel_values"].shape) == (256, 3 * 2 * 14 * 14)
+
+
+def test_chat_template_accepts_trl_image_entries(tiny_pair):
+    _, processor = tiny_pair
+    trl_style = [
+        {
+            "role": "user",
+            "content": [{"type": "image", "text": None}, {"type": "text", "text": "Hi"}],
+        },
+        {"role": "assistant", "content": [{"type": "text", "text": "3"}]},
+    ]
+    text = processor.apply_chat_template(trl_style)
+    assert text.count("<|image_pad|>") == 1
+    assert "None" not in text
+    assert "<|im_start|>assistant\n3<|im_end|>" in text
+    with_system = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
+    text = processor.apply_chat_template(with_system, add_generation_prompt=False)
+    assert "helpful" not in text and text.count("<|im_start|>") == 2
+
+
+def test_forward_and_generate(tiny_pair, sample):
+    model, processor = tiny_pair
+    record, image = sample
+    enc = processor.apply_chat_template(
+        build_messages(record.question, image),
+        add_generation_prompt=True,
+        tokenize=True,
+        return_dict=True,
+        return_tensors="pt",
+    )
+    with torch.no_grad():
+        logits = model(**enc).logits
+    assert tuple(logits.shape) == (
+        1,
+        enc["input_ids"].shape[1],
+        model.config.text_config.vocab_size,
+    )
+    assert torch.isfinite(logits).all()
+    out = model.generate(**enc, max_new_tokens=4, do_sample=False)
+    assert out.shape[1] - enc["input_ids"].shape[1] in range(1, 5)
+    texts = tiny.generate(model, processor, ["How many red circles are there?"] * 2, [image] * 2, 3)
+    assert len(texts) == 2 and texts[0] == texts[1]  # greedy, batched with left padding
+
+
+def test_save_load_round_trip(tiny_pair, sample, tmp_path):
+    model, processor = tiny_pair
+    record, image = sample
+    tiny.save_tiny(model, processor, tmp_path)
+    assert (tmp_path / "model.safetensors").is_file()
+    loaded, loaded_processor = tiny.load_tiny(tmp_path)
+    assert type(loaded_processor).__name__ == "Qwen2_5_VLProcessor"
+    messages = build_messages(record.question, image)
+    kwargs = {"add_generation_prompt": True, "tokenize": True, "return_dict": True}
+    enc = processor.apply_chat_template(messages, return_tensors="pt", **kwargs)
+    enc2 = loaded_processor.apply_chat_template(messages, return_tensors="pt", **kwargs)
+    assert torch.equal(enc["input_ids"], enc2["input_ids"])
+    assert torch.equal(enc["pixel_values"], enc2["pixel_values"])
+    with torch.no_grad():
+        assert torch.equal(model(**enc).logits, loaded(**enc2).logits)
+
+
+def test_pretraining_examples_never_show_the_grit_chain():
+    examples = tiny.pretraining_examples(random.Random(1), 400, images=False)
+    kinds = {e["kind"] for e in examples}
+    assert kinds == {"ground", "count", "spatial", "format"}
+    for e in examples:
+        text = e["prompt"] + e["answer"]
+        for forbidden in ("<think>", "<rethink>", "<answer>", "</answer>", GRIT_PROMPT_SUFFIX):
+            assert forbidden not in text, (forbidden, text)
+        assert "bbox_2d" not in e["prompt"] or e["kind"] == "ground"
+    formats = [e for e in examples if e["kind"] == "format"]
+    assert all(e["answer"].startswith("<") and e["answer"].endswith(">") for e in formats)
+    grounding = [e for e in examples if e["kind"] == "ground"]
+    assert any('"bbox_2d": [' in e["answer"] for e in grounding)
+
+
+def test_grounding_answer_is_qwen_json():
+    rng = random.Random(3)
+    scene = data.make_scene(rng, [("red", "circle"), ("red", "circle"), ("blue", "square")])
+    reds = [o for o in scene.objects if o.label == "red circle"]
+    answer = tiny.grounding_answer(reds)
+    from grit_lite.boxes import parse_boxes
+
+    assert parse_boxes(answer) == [tuple(float(v) for v in o.box) for o in reds]
+    assert answer.count('"label": "red circle"') == 2
+
+
+def test_collate_masks_everything_but_the_answer(tiny_pair):
+    _, processor = tiny_pair
+    examples = tiny.pretraining_examples(random.Random(2), 3)
+    batch = tiny.collate(processor, examples)
+    tok = processor.tokenizer
+    for i, e in enumerate(examples):
+        answer_ids = batch["labels"][i][batch["labels"][i] != -100].tolist()
+        assert tok.decode(answer_ids) == e["answer"] + "<|im_end|>"
+        assert int((batch["input_ids"][i] == processor.image_token_id).sum()) == 64
+    assert batch["image_grid_thw"].shape == (3, 3)
+
+
+def test_pretrain_runs_and_overfits():
+    model, processor = tiny.build_tiny(seed=1, hidden=64, layers=2, vision_hidden=32)
+    model, processor, losses = tiny.pretrain(
+        steps=3, lr=1e-3, batch=2, model=model, processor=processor, warmup=1, progress=False
+    )
+    assert len(losses) == 3 and all(math.isfinite(v) for v in losses)
+    # overfit one fixed batch: the loss must fall
+    batch = tiny.collate(processor, tiny.pretraining_examples(random.Random(0), 2))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    fixed = []
+    for _ in range(8):
+        loss = model(**batch).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        fixed.append(loss.item())
+    assert fixed[-1] < 0.7 * fixed[0], fixed
+
+
+def test_3b_config_has_the_3b_shape():
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    config = tiny.qwen25_vl_3b_config()
+    with torch.device("meta"):
+        model = Qwen2_5_VLForConditionalGeneration(config)
+    n = tiny.count_parameters(model)
+    assert n == 3_754_622_976  # Qwen2.5-VL-3B-Instruct: 3.75 B (tied embeddings)
+    assert model.lm_head.weight is model.model.language_model.embed_tokens.weight
+    assert config.text_config.rope_parameters["mrope_section"] == [16, 24, 24]
+    assert config.image_token_id == 151655 and config.vision_config.out_hidden_size == 2048
+
+
+def test_tiny_config_scales_mrope_section():
+    ids = {k: i for i, k in enumerate(["pad_token_id", "eos_token_id"])}
+    ids |= {"vision_start_token_id": 2, "vision_end_token_id": 3}
+    ids |= {"image_token_id": 4, "video_token_id": 5}
+    for hidden, heads in ((128, 4), (192, 4), (256, 4), (256, 8)):
+        config = tiny.tiny_config(64, ids, hidden=hidden, heads=heads)
+        section = config.text_config.rope_parameters["mrope_section"]
+        assert sum(section) == hidden // heads // 2
+
+
+def test_trl_grpo_trainer_one_step(tmp_path):
+    """TRL's GRPOTrainer runs one step on the tiny model: the path notebook 06 builds on."""
+    from trl import GRPOConfig, GRPOTrainer
+
+    model, processor = tiny.build_tiny(seed=2)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    dataset = data.to_dataset(data.train_split()[:2])
+
+    def length_reward(completions, **kwargs):
+        return [float(len(str(c))) for c in completions]
+
+    args = GRPOConfig(
+        output_dir=str(tmp_path),
+        max_steps=1,
+        num_generations=2,
+        per_device_train_batch_size=2,
+        max_completion_length=16,
+        learning_rate=1e-3,
+        report_to="none",
+        bf16=False,
+        use_cpu=True,
+        logging_steps=1,
+        save_strategy="no",
+        dataloader_num_workers=0,
+    )
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=[length_reward],
+        args=args,
+        train_dataset=dataset,
+        processing_class=processor,
+    )
+    trainer.train()
+    logs = [h for h in trainer.state.log_history if "loss" in h]
+    assert logs and math.isfinite(logs[0]["loss"])
+    changed = any(not torch.equal(before[n], p) for n, p in model.named_parameters())
+    assert changed
