@@ -6,7 +6,6 @@ Each notebook topic has one module: ``format`` (01), ``boxes`` (02), ``rewards``
 
 from __future__ import annotations
 
-import os
 import random
 
 __version__ = "0.1.0"
@@ -18,7 +17,6 @@ def seed_everything(seed: int = 0) -> None:
     torch is imported lazily: notebooks 01-03 must not pay for it at import time.
     """
     random.seed(seed)
-    os.environ["PYTHONHASHSEED"] = str(seed)
     try:
         import numpy as np
 
