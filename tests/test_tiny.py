@@ -209,6 +209,37 @@ def test_tiny_config_scales_mrope_section():
         config = tiny.tiny_config(64, ids, hidden=hidden, heads=heads)
         section = config.text_config.rope_parameters["mrope_section"]
         assert sum(section) == hidden // heads // 2
+    # The width section holds the lowest frequencies. With the 3B's theta 1e6 and the tiny
+    # head_dim they turn < 0.002 rad per image column: the model could not tell left from
+    # right. theta 10 makes the slowest width frequency turn > 0.1 rad per column.
+    config = tiny.tiny_config(64, ids)
+    rope = config.text_config.rope_parameters
+    head_dim = config.text_config.hidden_size // config.text_config.num_attention_heads
+    slowest = rope["rope_theta"] ** (-(head_dim - 2) / head_dim)
+    assert slowest > 0.1
+    assert 1e6 ** (-(head_dim - 2) / head_dim) < 0.002
+    assert tiny.qwen25_vl_3b_config().text_config.rope_parameters["rope_theta"] == 1e6
+
+
+def test_zoom_curriculum_starts_big_and_ends_in_the_real_world():
+    rng = random.Random(0)
+    start = [tiny.zoom_cell(rng, 0.0) for _ in range(2000)]
+    end = [tiny.zoom_cell(rng, 1.0) for _ in range(2000)]
+    assert set(start) == {224, 112, 74, 56} and start.count(224) > 400
+    assert end.count(data.CELL) / len(end) > 0.8
+    for cell in (224, 112, 74, 56):
+        for _ in range(50):
+            scene = tiny._random_scene(rng, cell)
+            assert 1 <= len(scene.objects) <= (224 // cell) ** 2
+            for o in scene.objects:  # shapes scale with the cell and stay inside the canvas
+                x1, y1, x2, y2 = o.box
+                assert 0 <= x1 < x2 <= 224 and 0 <= y1 < y2 <= 224
+                assert x2 - x1 >= 28 * cell // data.CELL - 1
+    # without a curriculum every scene is the real world's (the eval split's)
+    examples = tiny.pretraining_examples(random.Random(1), 30, images=False)
+    assert all(
+        max(o.box[2] - o.box[0] for o in e["scene"].objects) <= data.SIZES[1] for e in examples
+    )
 
 
 def test_trl_grpo_trainer_one_step(tmp_path):
