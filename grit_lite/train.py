@@ -1,0 +1,435 @@
+"""The GRPO-GR run: TRL's ``GRPOTrainer``, GRIT's six rewards, GRIT's prompt, 20 triplets.
+
+    python -m grit_lite.train                         # the best preset this machine can run
+    python -m grit_lite.train --preset tiny-cpu       # the shipped tiny model, 2 CPU cores
+    python -m grit_lite.train --preset qwen2.5-vl-3b  # Qwen2.5-VL-3B-Instruct, one 80 GB GPU
+    python -m grit_lite.train --preset tiny-cpu --max-steps 20 --output runs/try --resume
+    accelerate launch --config_file configs/zero2.yaml -m grit_lite.train --preset qwen2.5-vl-3b
+
+Every hyper-parameter lives in one :class:`Preset`; the command line overrides a few. A run
+writes one folder: TRL checkpoints, ``metrics.jsonl`` (every log line), ``rewards.png`` (one
+curve per reward function), and rollouts on the training triplets drawn with their boxes
+before (``rollouts_start.png``) and after (``rollouts_end.png``) training.
+
+There is no launcher here: one process per device is ``accelerate launch``'s job, and the
+shipped ``configs/*.yaml`` (DDP, DeepSpeed ZeRO-2 as in the official 8-GPU run, ZeRO-3) only
+set how. The preset keeps GRIT's 8 completions per optimisation step on any number of
+processes by splitting them into per-device batch x gradient accumulation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from grit_lite import data, rewards, tiny
+from grit_lite.format import build_prompt, draw_boxes, parse_completion
+
+HUB = "https://huggingface.co"
+QWEN_3B = "Qwen/Qwen2.5-VL-3B-Instruct"
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Every knob of a run. Defaults are GRIT's official values for Qwen2.5-VL-3B."""
+
+    model: str = QWEN_3B  # hub id, local folder, or "tiny" (the shipped tiny model)
+    device: str = "cuda"  # "cuda" or "cpu"
+    lora: bool = False  # LoRA adapters on the language model instead of full fine-tuning
+    lora_rank: int = 64
+    lora_alpha: int = 128
+    learning_rate: float = 2e-6
+    lr_scheduler_type: str = "cosine"
+    warmup: float = 0.0  # steps, or a fraction of them when < 1
+    num_generations: int = 4  # G: completions per prompt
+    completions_per_step: int = 8  # 2 prompts x 4 generations per optimisation step
+    max_per_device: int = 4  # largest per-device batch before accumulating gradients
+    beta: float = 0.01  # KL weight (k3 estimator against the frozen reference)
+    loss_type: str = "grpo"  # per-sequence token mean, then batch mean
+    max_prompt_length: int = 750  # GRIT's bound; our prompts are far shorter (TRL no longer cuts)
+    max_completion_length: int = 1000
+    temperature: float = 1.0
+    num_train_epochs: float = 200.0  # over 20 triplets: 2000 optimisation steps
+    max_steps: int = -1  # > 0 overrides the epochs
+    bf16: bool = True
+    gradient_checkpointing: bool = True  # pays on the 3B (long completions), not on tiny
+    save_steps: int = 50
+    logging_steps: int = 1
+    max_pixels: int | None = None  # cap the image size the processor feeds the model
+    seed: int = 42
+    rewards: str = "grit"  # "grit" (as released) or "clean" (notebook 03's variant)
+    note: str = field(default="", compare=False)
+
+
+PRESETS: dict[str, Preset] = {
+    "qwen2.5-vl-3b": Preset(
+        note="GRIT's official run: full fine-tuning, bf16, one 80 GB GPU (or 8 with ZeRO-2)."
+    ),
+    "qwen2.5-vl-3b-lora": Preset(
+        lora=True,
+        learning_rate=2e-5,  # adapters start at zero: they need ~10x the full-FT rate
+        max_per_device=2,
+        note="LoRA r=64 on every language-model projection: fits a 24 GB GPU.",
+    ),
+    "tiny-cpu": Preset(
+        model="tiny",
+        device="cpu",
+        learning_rate=2e-4,
+        num_generations=8,
+        completions_per_step=16,
+        max_per_device=16,
+        max_completion_length=128,
+        temperature=1.0,
+        max_steps=100,
+        bf16=False,
+        gradient_checkpointing=False,
+        save_steps=25,
+        note="The shipped tiny model on the 20 synthetic triplets, 2 CPU cores.",
+    ),
+}
+
+
+class TrainError(RuntimeError):
+    """A run that cannot start, with what to do instead."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Choosing and loading
+# ---------------------------------------------------------------------------------------------
+
+
+def hub_problem(timeout: float = 5.0) -> str | None:
+    """Why the Hugging Face hub cannot be used right now, or None if it can."""
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}:
+        return "HF_HUB_OFFLINE is set"
+    return data._probe(os.environ.get("HF_ENDPOINT") or HUB, timeout)
+
+
+def _cached(model_id: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(model_id, "config.json"), str)
+
+
+def resolve_model(name: str, timeout: float = 5.0) -> str:
+    """A loadable path or hub id for ``name``; fails fast with the alternatives when offline."""
+    if name == "tiny":
+        if not (tiny.SHIPPED / "config.json").is_file():
+            raise TrainError(f"the tiny model is missing from {tiny.SHIPPED}: git checkout data/")
+        return str(tiny.SHIPPED)
+    if Path(name).expanduser().is_dir():
+        return str(Path(name).expanduser())
+    if "/" not in name:
+        raise TrainError(
+            f"unknown model {name!r}: give a hub id (e.g. {QWEN_3B}), a local folder, or 'tiny'"
+        )
+    if _cached(name):
+        return name
+    problem = hub_problem(timeout)
+    if problem is not None:
+        raise TrainError(
+            f"cannot fetch {name} from the hub ({problem}). Alternatives: download it where "
+            f"you are online and pass the folder (--model /path/to/{name.split('/')[-1]}), "
+            "or run the CPU preset: python -m grit_lite.train --preset tiny-cpu"
+        )
+    return name
+
+
+def auto_preset() -> tuple[str, str]:
+    """The best preset this machine can run, and why."""
+    if not torch.cuda.is_available():
+        return "tiny-cpu", "no CUDA device"
+    problem = None if _cached(QWEN_3B) else hub_problem()
+    if problem is not None:
+        return "tiny-cpu", f"CUDA is available but {QWEN_3B} is not ({problem})"
+    memory = torch.cuda.get_device_properties(0).total_memory / 2**30
+    if memory < 60:
+        return "qwen2.5-vl-3b-lora", f"{memory:.0f} GiB GPU: LoRA instead of full fine-tuning"
+    return "qwen2.5-vl-3b", f"{memory:.0f} GiB GPU"
+
+
+def batch_split(preset: Preset, world_size: int) -> tuple[int, int]:
+    """(per-device batch, gradient accumulation) giving ``completions_per_step`` in total."""
+    per_step = preset.completions_per_step
+    if per_step % world_size:
+        raise TrainError(f"{per_step} completions per step do not split over {world_size} GPUs")
+    local = per_step // world_size
+    per_device = max(d for d in range(1, min(local, preset.max_per_device) + 1) if local % d == 0)
+    return per_device, local // per_device
+
+
+def load_model(preset: Preset, model: Any = None, processor: Any = None) -> tuple[Any, Any]:
+    """The policy (with LoRA adapters if asked) and its processor."""
+    from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+
+    if model is None:
+        path = resolve_model(preset.model)
+        dtype = torch.bfloat16 if preset.bf16 else torch.float32
+        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(path, dtype=dtype)
+        kwargs = {"max_pixels": preset.max_pixels} if preset.max_pixels else {}
+        processor = AutoProcessor.from_pretrained(path, **kwargs)
+    if preset.lora:
+        from peft import LoraConfig, get_peft_model
+
+        targets = (
+            r"model\.language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
+        )
+        config = LoraConfig(
+            r=preset.lora_rank, lora_alpha=preset.lora_alpha, target_modules=targets
+        )
+        model = get_peft_model(model, config)
+    return model, processor
+
+
+def grpo_config(preset: Preset, output: str | Path, world_size: int = 1) -> Any:
+    """TRL's ``GRPOConfig`` for ``preset``: GRIT's loss, KL and batch shape."""
+    from trl import GRPOConfig
+
+    per_device, accumulation = batch_split(preset, world_size)
+    return GRPOConfig(
+        output_dir=str(output),
+        learning_rate=preset.learning_rate,
+        lr_scheduler_type=preset.lr_scheduler_type,
+        warmup_steps=preset.warmup,
+        num_generations=preset.num_generations,
+        per_device_train_batch_size=per_device,
+        gradient_accumulation_steps=accumulation,
+        beta=preset.beta,
+        loss_type=preset.loss_type,
+        scale_rewards="group",
+        use_bias_correction_kl=False,  # the plain k3 estimator of the paper (notebook 04)
+        max_completion_length=preset.max_completion_length,
+        temperature=preset.temperature,
+        num_train_epochs=preset.num_train_epochs,
+        max_steps=preset.max_steps,
+        bf16=preset.bf16,
+        use_cpu=preset.device == "cpu",
+        gradient_checkpointing=preset.gradient_checkpointing,
+        save_strategy="steps",
+        save_steps=preset.save_steps,
+        logging_steps=preset.logging_steps,
+        seed=preset.seed,
+        data_seed=preset.seed,
+        report_to="none",
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
+        log_completions=False,
+    )
+
+
+def reward_functions(name: str) -> list[Any]:
+    """GRIT's six rewards as released, or with notebook 03's clean variants swapped in."""
+    if name == "grit":
+        return list(rewards.GRIT_REWARDS)
+    if name == "clean":
+        return list(rewards.CLEAN_REWARDS)
+    raise TrainError(f"unknown reward set {name!r}: choose 'grit' or 'clean'")
+
+
+def training_data(folder: str | None) -> list[tuple[data.Record, Any]]:
+    """The shipped 20 synthetic triplets, or GRIT's real ones from ``folder``."""
+    if folder is None:
+        return data.train_split()
+    from PIL import Image
+
+    records = data.load_grit_train(folder)
+    return [(r, Image.open(r.image_path).convert("RGB")) for r in records]
+
+
+# ---------------------------------------------------------------------------------------------
+# What a run writes besides checkpoints
+# ---------------------------------------------------------------------------------------------
+
+
+def metrics_callback(path: Path) -> Any:
+    """A TrainerCallback that appends every log line (with its step) to ``path``."""
+    from transformers import TrainerCallback
+
+    class Metrics(TrainerCallback):
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
+            if state.is_world_process_zero and logs:
+                with path.open("a", encoding="utf-8") as f:
+                    f.write(json.dumps({"step": state.global_step, **logs}) + "\n")
+
+    return Metrics()
+
+
+def read_metrics(path: str | Path) -> list[dict[str, Any]]:
+    """The log lines of a run's ``metrics.jsonl`` that carry rewards (one per step)."""
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    return [row for row in map(json.loads, lines) if "reward" in row]
+
+
+def plot_rewards(metrics: Sequence[dict[str, Any]], out: str | Path | None = None) -> Any:
+    """One panel per reward function (mean over the step's completions) plus the total."""
+    import matplotlib.pyplot as plt
+
+    keys = sorted({k for row in metrics for k in row if k.startswith("rewards/") and "/mean" in k})
+    keys.append("reward")
+    fig, axes = plt.subplots(1, len(keys), figsize=(2.6 * len(keys), 2.4), squeeze=False)
+    steps = [row["step"] for row in metrics]
+    for ax, key in zip(axes[0], keys, strict=True):
+        values = [row.get(key, float("nan")) for row in metrics]
+        ax.plot(steps, values, lw=1)
+        name = key.split("/")[1] if "/" in key else "total"
+        ax.set_title(name.removesuffix("_reward"), fontsize=8)
+        ax.set_ylim(0, rewards.REWARD_MAX.get(name, rewards.GRIT_MAX_TOTAL) * 1.05)
+        ax.set_xlabel("step", fontsize=8)
+        ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    if out is not None:
+        fig.savefig(out, dpi=80)
+        plt.close(fig)
+    return fig
+
+
+def rollouts(
+    model: Any, processor: Any, items: Sequence[tuple[data.Record, Any]], max_new_tokens: int
+) -> list[dict[str, Any]]:
+    """Greedy completions to the GRIT prompt, parsed and scored with the reward preset."""
+    prompts = [build_prompt(r.question) for r, _ in items]
+    texts = tiny.generate(model, processor, prompts, [im for _, im in items], max_new_tokens)
+    out = []
+    for (record, _), text in zip(items, texts, strict=True):
+        scores = {
+            fn.__name__: fn([text], answer=[record.answer], dataset=[record.dataset])[0]
+            for fn in rewards.GRIT_REWARDS
+        }
+        out.append({"question": record.question, "answer": record.answer, "completion": text,
+                    "boxes": parse_completion(text).boxes, "rewards": scores})  # fmt: skip
+    return out
+
+
+def draw_rollouts(
+    rows: Sequence[dict[str, Any]], items: Sequence[tuple[data.Record, Any]], out: str | Path
+) -> None:
+    """The rollouts' think boxes on their images, with question, answer and total reward."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(rows), figsize=(3 * len(rows), 3.6), squeeze=False)
+    for ax, row, (_, image) in zip(axes[0], rows, items, strict=True):
+        ax.imshow(draw_boxes(image, row["boxes"], width=2))
+        total = sum(row["rewards"].values())
+        answer = parse_completion(row["completion"]).answer
+        ax.set_title(f"{row['question']}\nsaid {answer!r} (truth {row['answer']}) R={total:.2f}",
+                     fontsize=7)  # fmt: skip
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(out, dpi=80)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------------------
+# The run
+# ---------------------------------------------------------------------------------------------
+
+
+def train(
+    preset: Preset,
+    output: str | Path,
+    resume: bool = False,
+    data_folder: str | None = None,
+    model: Any = None,
+    processor: Any = None,
+    n_rollouts: int = 4,
+    callbacks: Sequence[Any] = (),
+) -> Any:
+    """Run GRPO-GR with ``preset``; returns the trainer. Writes the run folder ``output``."""
+    from trl import GRPOTrainer
+
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "preset.json").write_text(json.dumps(dataclasses.asdict(preset), indent=1))
+    if preset.device == "cpu":
+        torch.set_num_threads(min(2, os.cpu_count() or 1))
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    items = training_data(data_folder)
+    model, processor = load_model(preset, model, processor)
+    if preset.beta and not preset.lora and not model.config._name_or_path:
+        # TRL loads the frozen KL reference from the policy's path: give an in-memory model one
+        model.save_pretrained(output / "reference")
+        model.config._name_or_path = str(output / "reference")
+    args = grpo_config(preset, output, world_size)
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=reward_functions(preset.rewards),
+        args=args,
+        train_dataset=data.to_dataset(items),
+        processing_class=processor,
+        callbacks=[metrics_callback(output / "metrics.jsonl"), *callbacks],
+    )
+    shown = items[:: max(1, len(items) // max(1, n_rollouts))][:n_rollouts]  # both families
+    main = trainer.accelerator.is_main_process
+    tokens = min(preset.max_completion_length, 256)
+    if main and n_rollouts and not resume:
+        start = rollouts(trainer.model, processor, shown, tokens)
+        _write_rollouts(output, "start", start, shown)
+    checkpoint = resume and any(output.glob("checkpoint-*"))
+    trainer.train(resume_from_checkpoint=True if checkpoint else None)
+    trainer.save_model(str(output / "final"))
+    if main:
+        if (output / "metrics.jsonl").is_file():
+            plot_rewards(read_metrics(output / "metrics.jsonl"), output / "rewards.png")
+        if n_rollouts:
+            end = rollouts(trainer.model, processor, shown, tokens)
+            _write_rollouts(output, "end", end, shown)
+    return trainer
+
+
+def _write_rollouts(output: Path, stage: str, rows: list[dict[str, Any]], items: Any) -> None:
+    with (output / f"rollouts_{stage}.jsonl").open("w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
+    draw_rollouts(rows, items, output / f"rollouts_{stage}.png")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m grit_lite.train",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--preset", default="auto", choices=["auto", *PRESETS])
+    parser.add_argument("--model", help="override the preset's model (hub id or local folder)")
+    parser.add_argument("--data", help="folder with GRIT's real training files (default: shipped)")
+    parser.add_argument("--output", help="run folder (default: runs/<preset>)")
+    parser.add_argument("--max-steps", type=int)
+    parser.add_argument("--lr", type=float)
+    parser.add_argument("--lora", action="store_true", help="LoRA instead of full fine-tuning")
+    parser.add_argument("--rewards", choices=["grit", "clean"])
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    args = parser.parse_args(argv)
+    name = args.preset
+    if name == "auto":
+        name, why = auto_preset()
+        print(f"preset {name}: {why}")
+    overrides = {
+        "model": args.model,
+        "max_steps": args.max_steps,
+        "learning_rate": args.lr,
+        "rewards": args.rewards,
+        "seed": args.seed,
+        "lora": True if args.lora else None,
+    }
+    preset = dataclasses.replace(
+        PRESETS[name], **{k: v for k, v in overrides.items() if v is not None}
+    )
+    output = args.output or f"runs/{name}"
+    try:
+        train(preset, output, resume=args.resume, data_folder=args.data)
+    except (TrainError, data.DataError) as error:
+        raise SystemExit(f"error: {error}") from None
+    print(f"run folder: {output}")
+
+
+if __name__ == "__main__":
+    main()

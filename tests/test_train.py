@@ -1,0 +1,127 @@
+"""The GRPO-GR run: presets, batch shapes, offline behaviour, and resuming a run."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import pytest
+import torch
+
+from grit_lite import tiny, train
+
+
+def test_official_preset_matches_the_paper():
+    preset = train.PRESETS["qwen2.5-vl-3b"]
+    assert preset.model == "Qwen/Qwen2.5-VL-3B-Instruct" and not preset.lora
+    config = train.grpo_config(dataclasses.replace(preset, bf16=False), "unused")
+    assert config.learning_rate == 2e-6
+    assert config.lr_scheduler_type == "cosine"
+    assert config.num_generations == 4 and config.beta == 0.01
+    assert config.loss_type == "grpo" and config.scale_rewards == "group"
+    assert config.max_completion_length == 1000 and config.num_train_epochs == 200
+    assert config.use_bias_correction_kl is False
+    assert config.gradient_checkpointing and config.save_steps == 50
+    assert preset.bf16 and preset.max_prompt_length == 750
+
+
+@pytest.mark.parametrize("world", [1, 2, 4, 8])
+def test_eight_completions_per_step_on_any_number_of_gpus(world):
+    preset = train.PRESETS["qwen2.5-vl-3b"]
+    per_device, accumulation = train.batch_split(preset, world)
+    assert per_device * accumulation * world == 8
+    assert per_device <= preset.max_per_device
+    assert train.batch_split(train.PRESETS["qwen2.5-vl-3b-lora"], world)[0] <= 2
+    with pytest.raises(train.TrainError, match="do not split"):
+        train.batch_split(preset, 3)
+
+
+def test_lora_preset_wraps_a_scaled_down_model():
+    """The 3B LoRA preset, built on CPU around a tiny model of the same architecture."""
+    model, processor = tiny.build_tiny(seed=0, hidden=64, layers=2, vision_hidden=32)
+    preset = train.PRESETS["qwen2.5-vl-3b-lora"]
+    peft_model, _ = train.load_model(preset, model, processor)
+    trainable = {n for n, p in peft_model.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n for n in trainable)
+    assert all(".language_model." in n for n in trainable)  # the vision tower stays frozen
+    kinds = {n.split(".lora_")[0].rsplit(".", 1)[1] for n in trainable}
+    assert kinds == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+
+
+def test_gpu_preset_fails_fast_offline(monkeypatch):
+    monkeypatch.setattr(train, "_cached", lambda name: False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(train.TrainError, match="tiny-cpu") as error:
+        train.resolve_model("Qwen/Qwen2.5-VL-3B-Instruct")
+    assert "--model /path/to/Qwen2.5-VL-3B-Instruct" in str(error.value)
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    start = time.perf_counter()
+    with pytest.raises(train.TrainError, match="cannot fetch"):
+        train.resolve_model("Qwen/Qwen2.5-VL-3B-Instruct", timeout=2.0)
+    assert time.perf_counter() - start < 5
+    with pytest.raises(train.TrainError, match="unknown model"):
+        train.resolve_model("qwen-3b")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert train.auto_preset()[0] == "tiny-cpu"
+
+
+def test_cli_reports_offline_error_without_a_traceback(monkeypatch, tmp_path):
+    monkeypatch.setattr(train, "_cached", lambda name: False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(SystemExit, match="error: cannot fetch"):
+        train.main(["--preset", "qwen2.5-vl-3b", "--output", str(tmp_path)])
+
+
+class _StopAt:
+    """Stop a run after ``step`` optimisation steps, as a crash or a time limit would."""
+
+    def __init__(self, step: int) -> None:
+        from transformers import TrainerCallback
+
+        outer = step
+
+        class Stop(TrainerCallback):
+            def on_step_end(self, args, state, control, **kwargs):
+                if state.global_step >= outer:
+                    control.should_training_stop = True
+
+        self.callback = Stop()
+
+
+def _small_run(output, stop_at=None, resume=False):
+    model, processor = tiny.build_tiny(seed=3, hidden=64, layers=2, vision_hidden=32)
+    preset = dataclasses.replace(
+        train.PRESETS["tiny-cpu"],
+        max_steps=3,
+        save_steps=1,
+        num_generations=2,
+        completions_per_step=4,
+        max_completion_length=8,
+        learning_rate=1e-3,
+    )
+    callbacks = [_StopAt(stop_at).callback] if stop_at else []
+    return train.train(
+        preset, output, resume=resume, model=model, processor=processor, n_rollouts=0,
+        callbacks=callbacks,
+    )  # fmt: skip
+
+
+def test_resumed_run_continues_with_the_same_optimizer_and_scheduler(tmp_path):
+    straight = _small_run(tmp_path / "straight")
+    _small_run(tmp_path / "resumed", stop_at=2)
+    assert (tmp_path / "resumed" / "checkpoint-2").is_dir()
+    saved = torch.load(tmp_path / "resumed" / "checkpoint-2" / "optimizer.pt", weights_only=True)
+    resumed = _small_run(tmp_path / "resumed", resume=True)
+    assert resumed.state.global_step == straight.state.global_step == 3
+    # the scheduler went on from step 2, and the optimizer's moments were carried over
+    assert resumed.lr_scheduler.last_epoch == straight.lr_scheduler.last_epoch == 3
+    steps = [s["step"] for s in resumed.optimizer.state_dict()["state"].values()]
+    assert all(int(s) == 3 for s in steps)
+    assert all(int(s["step"]) == 2 for s in saved["state"].values())
+    logged = [row["step"] for row in train.read_metrics(tmp_path / "resumed" / "metrics.jsonl")]
+    assert logged == [1, 2, 3]  # no step twice, none lost
+    for (name, a), (_, b) in zip(
+        straight.model.named_parameters(), resumed.model.named_parameters(), strict=True
+    ):
+        assert torch.allclose(a, b, atol=1e-6), name
