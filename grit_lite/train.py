@@ -35,6 +35,7 @@ from grit_lite.format import build_prompt, draw_boxes, parse_completion
 
 HUB = "https://huggingface.co"
 QWEN_3B = "Qwen/Qwen2.5-VL-3B-Instruct"
+REPO_CONFIGS = data.REPO_DIR / "configs"  # accelerate / DeepSpeed launch configs
 
 
 @dataclass(frozen=True)

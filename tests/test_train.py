@@ -125,3 +125,19 @@ def test_resumed_run_continues_with_the_same_optimizer_and_scheduler(tmp_path):
         straight.model.named_parameters(), resumed.model.named_parameters(), strict=True
     ):
         assert torch.allclose(a, b, atol=1e-6), name
+
+
+@pytest.mark.parametrize("name", ["zero2", "zero3", "ddp"])
+def test_shipped_accelerate_configs(name):
+    """accelerate's own parser reads them, and the preset splits 8 completions over them."""
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    config = load_config_from_file(str(train.REPO_CONFIGS / f"{name}.yaml"))
+    assert config.mixed_precision == "bf16" and config.num_machines == 1
+    if name.startswith("zero"):
+        assert config.distributed_type == "DEEPSPEED"
+        assert config.deepspeed_config["zero_stage"] == int(name[-1])
+    per_device, accumulation = train.batch_split(
+        train.PRESETS["qwen2.5-vl-3b"], config.num_processes
+    )
+    assert per_device * accumulation * config.num_processes == 8
