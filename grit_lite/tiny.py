@@ -269,9 +269,13 @@ def tiny_config(
     return _config(text, vision, ids, rope_theta)
 
 
-def qwen25_vl_3b_config() -> Any:
-    """The exact shape of Qwen2.5-VL-3B-Instruct (for random-weight benchmarks on a GPU)."""
-    ids = {
+def qwen25_vl_3b_config(ids: dict[str, int] | None = None) -> Any:
+    """The exact shape of Qwen2.5-VL-3B-Instruct (for random-weight benchmarks on a GPU).
+
+    ``ids`` replaces Qwen's special-token ids, e.g. by the tiny tokenizer's, so a random
+    3B model can run with the in-repo processor: same tensor shapes, hence same cost.
+    """
+    ids = ids or {
         "pad_token_id": 151643,
         "eos_token_id": 151645,
         "vision_start_token_id": 151652,

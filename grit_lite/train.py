@@ -23,6 +23,7 @@ import argparse
 import dataclasses
 import json
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,7 @@ from grit_lite.format import build_prompt, draw_boxes, parse_completion
 
 HUB = "https://huggingface.co"
 QWEN_3B = "Qwen/Qwen2.5-VL-3B-Instruct"
+RANDOM_3B = "random-3b"
 REPO_CONFIGS = data.REPO_DIR / "configs"  # accelerate / DeepSpeed launch configs
 
 
@@ -42,7 +44,7 @@ REPO_CONFIGS = data.REPO_DIR / "configs"  # accelerate / DeepSpeed launch config
 class Preset:
     """Every knob of a run. Defaults are GRIT's official values for Qwen2.5-VL-3B."""
 
-    model: str = QWEN_3B  # hub id, local folder, or "tiny" (the shipped tiny model)
+    model: str = QWEN_3B  # hub id, local folder, "tiny" (shipped) or "random-3b" (benchmarks)
     device: str = "cuda"  # "cuda" or "cpu"
     lora: bool = False  # LoRA adapters on the language model instead of full fine-tuning
     lora_rank: int = 64
@@ -122,6 +124,8 @@ def _cached(model_id: str) -> bool:
 
 def resolve_model(name: str, timeout: float = 5.0) -> str:
     """A loadable path or hub id for ``name``; fails fast with the alternatives when offline."""
+    if name == RANDOM_3B:
+        return name
     if name == "tiny":
         if not (tiny.SHIPPED / "config.json").is_file():
             raise TrainError(f"the tiny model is missing from {tiny.SHIPPED}: git checkout data/")
@@ -171,6 +175,8 @@ def load_model(preset: Preset, model: Any = None, processor: Any = None) -> tupl
     """The policy (with LoRA adapters if asked) and its processor."""
     from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
+    if model is None and preset.model == RANDOM_3B:
+        model, processor = random_3b(torch.bfloat16 if preset.bf16 else torch.float32)
     if model is None:
         path = resolve_model(preset.model)
         dtype = torch.bfloat16 if preset.bf16 else torch.float32
@@ -187,6 +193,23 @@ def load_model(preset: Preset, model: Any = None, processor: Any = None) -> tupl
             r=preset.lora_rank, lora_alpha=preset.lora_alpha, target_modules=targets
         )
         model = get_peft_model(model, config)
+    return model, processor
+
+
+def random_3b(dtype: torch.dtype = torch.bfloat16) -> tuple[Any, Any]:
+    """Qwen2.5-VL-3B's exact shape with random weights and the in-repo processor.
+
+    For measuring speed and memory where the real weights cannot be downloaded: every
+    matrix has the 3B's shape, so a step costs what it costs with the real model (a random
+    model never stops early, so completions run to the length limit: the worst case).
+    """
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    processor = tiny.build_processor(tiny.train_tokenizer(tiny.course_texts()))
+    config = tiny.qwen25_vl_3b_config(tiny.special_ids(processor.tokenizer))
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    with torch.device(device):
+        model = Qwen2_5_VLForConditionalGeneration._from_config(config, dtype=dtype)
     return model, processor
 
 
@@ -257,10 +280,32 @@ def metrics_callback(path: Path) -> Any:
     class Metrics(TrainerCallback):
         def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
             if state.is_world_process_zero and logs:
+                if torch.cuda.is_available() and "reward" in logs:
+                    logs["peak_gpu_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
                 with path.open("a", encoding="utf-8") as f:
                     f.write(json.dumps({"step": state.global_step, **logs}) + "\n")
 
     return Metrics()
+
+
+def time_generation(trainer: Any) -> None:
+    """Log ``generation_time`` (s per step) next to TRL's ``step_time`` (generation + update).
+
+    The split says where a step goes: on a CPU or with long completions, sampling dominates.
+    """
+    original = trainer._generate
+
+    def timed(prompts: Any) -> Any:
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        out = original(prompts)
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        trainer._metrics["train"]["generation_time"].append(time.perf_counter() - start)
+        return out
+
+    trainer._generate = timed
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
@@ -367,6 +412,7 @@ def train(
         processing_class=processor,
         callbacks=[metrics_callback(output / "metrics.jsonl"), *callbacks],
     )
+    time_generation(trainer)
     shown = items[:: max(1, len(items) // max(1, n_rollouts))][:n_rollouts]  # both families
     main = trainer.accelerator.is_main_process
     tokens = min(preset.max_completion_length, 256)

@@ -121,6 +121,8 @@ def test_resumed_run_continues_with_the_same_optimizer_and_scheduler(tmp_path):
     assert all(int(s["step"]) == 2 for s in saved["state"].values())
     logged = [row["step"] for row in train.read_metrics(tmp_path / "resumed" / "metrics.jsonl")]
     assert logged == [1, 2, 3]  # no step twice, none lost
+    rows = train.read_metrics(tmp_path / "straight" / "metrics.jsonl")
+    assert all(0 < row["generation_time"] < row["step_time"] for row in rows)
     for (name, a), (_, b) in zip(
         straight.model.named_parameters(), resumed.model.named_parameters(), strict=True
     ):
@@ -141,3 +143,22 @@ def test_shipped_accelerate_configs(name):
         train.PRESETS["qwen2.5-vl-3b"], config.num_processes
     )
     assert per_device * accumulation * config.num_processes == 8
+
+
+def test_random_3b_runs_with_the_in_repo_processor(monkeypatch):
+    """The benchmark model: the 3B's shape with the tiny tokenizer's ids (scaled down here)."""
+    from grit_lite import data
+
+    ids = tiny.special_ids(tiny.build_tiny(seed=0)[1].tokenizer)
+    config = tiny.qwen25_vl_3b_config(ids)
+    assert (
+        config.text_config.vocab_size == 151936 and config.image_token_id == ids["image_token_id"]
+    )
+    small = tiny.tiny_config(151936, ids, hidden=64, layers=1, vision_hidden=32, vision_depth=1)
+    monkeypatch.setattr(tiny, "qwen25_vl_3b_config", lambda ids: small)
+    preset = dataclasses.replace(train.PRESETS["qwen2.5-vl-3b"], model="random-3b", bf16=False)
+    model, processor = train.load_model(preset)
+    record, image = data.train_split()[0]
+    out = tiny.generate(model, processor, [record.question], [image], max_new_tokens=4)
+    assert len(out) == 1 and isinstance(out[0], str)
+    assert train.resolve_model("random-3b") == "random-3b"
