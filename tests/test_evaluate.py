@@ -1,0 +1,103 @@
+"""Evaluation metrics on hand-made completions, with exact expected values."""
+
+from __future__ import annotations
+
+import pytest
+
+from grit_lite import evaluate
+from grit_lite.data import Record
+
+
+def _record(question, answer, bboxs, dataset, width=224, height=224):
+    return Record(question, answer, "x.png", width, height, bboxs, dataset, "eval")
+
+
+COUNT = _record(
+    "How many red circles are there?", "2", [[0, 0, 10, 10], [20, 20, 30, 30]], "tallyqa"
+)
+SPATIAL = _record(
+    "Is the red circle left of the blue square?", "yes", [[0, 0, 10, 10], [100, 0, 110, 10]], "vsr"
+)
+GOOD = (
+    "<think>Two red circles: (0,0,10,10) and (20,20,30,30).</think> "
+    "<rethink>Both boxes hold one each.</rethink> <answer>2</answer>"
+)
+
+
+def test_perfect_counting_completion():
+    row = evaluate.score_completion(GOOD, COUNT)
+    assert row["correct"] == 1.0 and row["well_formed"]
+    assert row["iou"] == 1.0 and row["precision"] == 1.0 and row["recall"] == 1.0
+    assert row["count"] == {"boxes": 2, "said": 2, "truth": 2}
+    assert row["consistency"] == 1.0
+    # answer 1 + answer format 0.5 + repetition 0.5 + grounded 0.5 + count bonus 1.0
+    # + think/rethink format 0.5 + BLEU 0.05: the official BLEU reads "2 </answer>" as the
+    # prediction, so the closing tag halves the unigram precision (notebook 03's quirk)
+    assert row["rewards"]["answer_bleu_reward"] == pytest.approx(0.05)
+    assert row["reward"] == pytest.approx(4.05)
+
+
+def test_right_answer_with_half_the_boxes():
+    text = "<think>one at (0,0,10,10)</think><rethink>so two</rethink><answer>2</answer>"
+    row = evaluate.score_completion(text, COUNT)
+    assert row["correct"] == 1.0
+    assert row["iou"] == 0.5  # one perfect match, one missing box counts as IoU 0
+    assert row["precision"] == 1.0 and row["recall"] == 0.5
+    assert row["consistency"] == 0.0  # said 2, drew 1: the answer does not use the boxes
+    assert row["count"] == {"boxes": 1, "said": 2, "truth": 2}
+
+
+def test_boxes_are_mapped_back_to_original_pixels():
+    """A 448 x 448 image is seen at 448 x 448 by Qwen, but a 1000 x 500 one is resized."""
+    record = _record("How many red circles are there?", "1", [[100, 50, 200, 150]], "tallyqa",
+                     width=1000, height=500)  # fmt: skip
+    seen = (980, 476)  # what the model saw: multiples of 28
+    x1, y1, x2, y2 = 100 * 0.98, 50 * 0.952, 200 * 0.98, 150 * 0.952
+    text = f"<think>({x1:.1f},{y1:.1f},{x2:.1f},{y2:.1f})</think><rethink></rethink><answer>1"
+    row = evaluate.score_completion(text, record, resized=seen)
+    assert row["iou"] == pytest.approx(1.0, abs=2e-3)
+
+
+def test_degenerate_inputs_never_crash():
+    for text in ("", "<answer>", "<think></think>", "\x00" * 50, "<think>(1,2,3)</think>"):
+        for record in (COUNT, SPATIAL):
+            row = evaluate.score_completion(text, record)
+            assert 0.0 <= row["iou"] <= 1.0 and row["correct"] == 0.0
+    nothing = _record("How many red circles are there?", "0", [], "tallyqa")
+    assert evaluate.score_completion("<answer>0", nothing)["iou"] == 1.0  # nothing to find
+    assert evaluate.score_completion("<think>(1,1,5,5)</think><answer>0", nothing)["iou"] == 0.0
+
+
+def test_spatial_consistency_follows_the_models_own_boxes():
+    right = "<think>(0,0,10,10) and (100,0,110,10)</think><rethink>x</rethink><answer>yes"
+    assert evaluate.box_answer_consistency(right, SPATIAL.question, "vsr") == 1.0
+    # the same boxes, the opposite answer: wrong *and* inconsistent
+    assert (
+        evaluate.box_answer_consistency(right.replace("yes", "no"), SPATIAL.question, "vsr") == 0.0
+    )
+    # boxes swapped (the model thinks the circle is on the right) but answers yes anyway
+    swapped = "<think>(100,0,110,10) and (0,0,10,10)</think><answer>yes"
+    assert evaluate.box_answer_consistency(swapped, SPATIAL.question, "vsr") == 0.0
+    assert evaluate.box_answer_consistency("<answer>yes", SPATIAL.question, "vsr") == 0.0
+    assert evaluate.box_answer_consistency("no answer", SPATIAL.question, "vsr") is None
+    assert evaluate.box_answer_consistency("<answer>tv", "What is that?", "gqa") is None
+
+
+def test_summary_means_per_family_and_counts():
+    rows = [
+        evaluate.score_completion(GOOD, COUNT),
+        evaluate.score_completion("<answer>3", COUNT),
+        evaluate.score_completion("<think>(0,0,10,10) (100,0,110,10)</think><answer>yes", SPATIAL),
+    ]
+    summary = evaluate.summarize(rows)
+    assert summary["n"] == 3
+    assert summary["accuracy/tallyqa"] == 0.5 and summary["accuracy/vsr"] == 1.0
+    assert summary["accuracy"] == pytest.approx(2 / 3)
+    assert summary["grounding/with_boxes"] == pytest.approx(2 / 3)
+    assert summary["grounding/iou"] == pytest.approx(2 / 3)  # 1, 0, 1
+    assert summary["grounding/iou_when_boxed"] == 1.0
+    assert summary["count/boxes_equal_truth"] == 0.5  # 2 boxes = truth; 0 boxes != 2
+    assert summary["count/said_equals_boxes"] == 0.5  # said 2 with 2 boxes; said 3 with 0
+    assert summary["consistency"] == pytest.approx(2 / 3)  # 1, 0 (3 != 0 boxes), 1
+    assert summary["format/tags_in_order"] == pytest.approx(1 / 3)
+    assert evaluate.summarize([])["accuracy"] is None
