@@ -133,7 +133,7 @@ def test_save_load_round_trip(tiny_pair, sample, tmp_path):
 def test_pretraining_examples_never_show_the_grit_chain():
     examples = tiny.pretraining_examples(random.Random(1), 400, images=False)
     kinds = {e["kind"] for e in examples}
-    assert kinds == {"ground", "count", "spatial", "format"}
+    assert kinds == {"describe", "ground", "count", "spatial", "format"}
     for e in examples:
         text = e["prompt"] + e["answer"]
         for forbidden in ("<think>", "<rethink>", "<answer>", "</answer>", GRIT_PROMPT_SUFFIX):
@@ -143,6 +143,24 @@ def test_pretraining_examples_never_show_the_grit_chain():
     assert all(e["answer"].startswith("<") and e["answer"].endswith(">") for e in formats)
     grounding = [e for e in examples if e["kind"] == "ground"]
     assert any('"bbox_2d": [' in e["answer"] for e in grounding)
+
+
+def test_describe_lists_shapes_row_by_row():
+    objects = (
+        data.Obj("red", "circle", (120, 70, 150, 100)),  # row 1, column 2
+        data.Obj("blue", "square", (10, 80, 40, 110)),  # row 1, column 0: lower, yet first
+        data.Obj("green", "triangle", (180, 5, 210, 35)),  # row 0
+    )
+    scene = data.Scene(224, 224, objects, ((250, 250, 250), (220, 220, 220)))
+    assert tiny.describe(scene) == "green triangle, blue square, red circle"
+    # on a zoomed canvas (2 cells per side) rows are 112 px high
+    zoomed = (
+        data.Obj("red", "circle", (130, 60, 200, 110)),  # row 0, column 1, lower than ...
+        data.Obj("blue", "square", (20, 150, 90, 220)),  # row 1
+        data.Obj("green", "triangle", (10, 20, 80, 90)),  # ... row 0, column 0
+    )
+    scene = data.Scene(224, 224, zoomed, ((250, 250, 250), (220, 220, 220)))
+    assert tiny.describe(scene, cell=112) == "green triangle, red circle, blue square"
 
 
 def test_grounding_answer_is_qwen_json():
