@@ -288,18 +288,26 @@ def metrics_callback(path: Path) -> Any:
     return Metrics()
 
 
-def time_generation(trainer: Any) -> None:
+def time_generation(trainer: Any, single_thread: bool = False) -> None:
     """Log ``generation_time`` (s per step) next to TRL's ``step_time`` (generation + update).
 
     The split says where a step goes: on a CPU or with long completions, sampling dominates.
+    ``single_thread`` samples on one CPU thread: the tiny model's matrices are so small that
+    a second OpenMP thread mostly spin-waits (decoding was ~20x slower on a busy 2-core box).
     """
     original = trainer._generate
 
     def timed(prompts: Any) -> Any:
         if torch.cuda.is_available():
             torch.cuda.synchronize()
+        threads = torch.get_num_threads()
+        if single_thread:
+            torch.set_num_threads(1)
         start = time.perf_counter()
-        out = original(prompts)
+        try:
+            out = original(prompts)
+        finally:
+            torch.set_num_threads(threads)
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         trainer._metrics["train"]["generation_time"].append(time.perf_counter() - start)
@@ -412,7 +420,7 @@ def train(
         processing_class=processor,
         callbacks=[metrics_callback(output / "metrics.jsonl"), *callbacks],
     )
-    time_generation(trainer)
+    time_generation(trainer, single_thread=preset.device == "cpu")
     shown = items[:: max(1, len(items) // max(1, n_rollouts))][:n_rollouts]  # both families
     main = trainer.accelerator.is_main_process
     tokens = min(preset.max_completion_length, 256)

@@ -297,3 +297,38 @@ def test_trl_grpo_trainer_one_step(tmp_path):
     assert logs and math.isfinite(logs[0]["loss"])
     changed = any(not torch.equal(before[n], p) for n, p in model.named_parameters())
     assert changed
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    torch.set_num_threads(1)
+    return tiny.load_tiny(tiny.SHIPPED)
+
+
+def test_shipped_model_looks_at_the_image(shipped):
+    """The failure of every earlier attempt: equal losses with the images shuffled."""
+    model, processor = shipped
+    # captions and boxes clearly depend on the image; counting only barely (see the card)
+    for kind, margin in (("describe", 0.02), ("ground", 0.02), ("count", 0.0)):
+        examples = tiny.pretraining_examples(random.Random(5), 16, {kind: 1.0})
+        shuffled = [dict(e, image=examples[i - 1]["image"]) for i, e in enumerate(examples)]
+        with torch.no_grad():
+            true_loss = model(**tiny.collate(processor, examples)).loss.item()
+            shuffled_loss = model(**tiny.collate(processor, shuffled)).loss.item()
+        assert true_loss < shuffled_loss - margin, (kind, true_loss, shuffled_loss)
+
+
+def test_shipped_model_skills_match_its_card(shipped):
+    """A 40-item held-out slice agrees with the card's 200-item numbers (binomial noise:
+    one standard error of an accuracy near 0.5 on 20 items is 0.11)."""
+    import json
+
+    model, processor = shipped
+    card = json.loads((tiny.SHIPPED / tiny.LOG_NAME).read_text())["skills"]
+    assert card["n"] == 200
+    skills = tiny.evaluate_skills(model, processor, n=40)
+    assert abs(skills["grounding_iou"] - card["grounding_iou"]) < 0.15
+    assert abs(skills["counting_acc"] - card["counting_acc"]) < 0.3
+    assert abs(skills["spatial_acc"] - card["spatial_acc"]) < 0.3
+    assert skills["zero_shot_format"] < 0.5  # GRIT's format is not already there
+    assert (tiny.SHIPPED / "README.md").read_text().count(f"{card['counting_acc']:.1%}") == 1
