@@ -134,7 +134,10 @@ def _check_image(path: Path, width: int, height: int) -> str | None:
 
 
 def load_jsonl(
-    path: str | Path, image_dir: str | Path | None = None, check_images: bool = True
+    path: str | Path,
+    image_dir: str | Path | None = None,
+    check_images: bool = True,
+    defaults: dict[str, Any] | None = None,
 ) -> list[Record]:
     """Read and validate a JSON-lines file of records; blank lines are skipped.
 
@@ -142,6 +145,7 @@ def load_jsonl(
     the fix, because a silently skipped record changes what a 20-example run learns.
     ``image_dir`` defaults to the ``images`` folder next to the file if there is one, else
     the file's own folder. With ``check_images`` each image must open at the record's size.
+    ``defaults`` fills fields a record lacks (evaluation files without boxes, for instance).
     """
     path = Path(path)
     if image_dir is None:
@@ -158,6 +162,8 @@ def load_jsonl(
         except json.JSONDecodeError as error:
             problem: str | None = f"invalid JSON ({error.msg} at column {error.colno})"
         else:
+            if isinstance(obj, dict):
+                obj = {**(defaults or {}), **obj}
             problem = _check_fields(obj)
             if problem is None and check_images:
                 problem = _check_image(image_dir / obj["image"], obj["width"], obj["height"])

@@ -1,6 +1,7 @@
 """Evaluating grounded reasoning: is the answer right, are the boxes right, are they used?
 
     python -m grit_lite.evaluate --model data/tiny -n 200 --out runs/eval/base.jsonl
+    python -m grit_lite.evaluate --model runs/tiny-cpu/final --split /data/grit/vsr_test.jsonl
 
 The paper measures three things, and so does this module, per completion and in summary:
 
@@ -14,7 +15,9 @@ The paper measures three things, and so does this module, per completion and in 
 
 Degenerate cases are counted, not skipped: a completion without boxes has grounding IoU 0
 when the question has key objects; a question whose answer is "0" has no key objects, so
-no boxes scores 1 and any box scores 0 (see ``grounding_scores``).
+no boxes scores 1 and any box scores 0 (see ``grounding_scores``). A record of another
+dataset without annotated boxes (MME, MathVista) has no grounding score (None), so it
+neither helps nor hurts the means.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from grit_lite.boxes import grounding_scores, qwen_resized_size, qwen_to_origina
 from grit_lite.format import FORMAT_RULES, build_prompt, extract_answer, parse_completion
 
 _RELATION = re.compile(r"\b(left of|right of|above|below)\b")
+_GROUNDING = ("mean_iou", "precision", "recall")
 
 
 def _as_int(text: str | None) -> int | None:
@@ -90,7 +94,8 @@ def score_completion(
     size = (record.width, record.height)
     seen = resized or qwen_resized_size(*size)
     boxes = [qwen_to_original(b, size, seen) for b in parsed.boxes]
-    grounding = grounding_scores(boxes, record.bboxs)
+    annotated = bool(record.bboxs) or (record.dataset == "tallyqa" and _as_int(record.answer) == 0)
+    grounding = grounding_scores(boxes, record.bboxs) if annotated else dict.fromkeys(_GROUNDING)
     kwargs = {"answer": [record.answer], "dataset": [record.dataset], "question": [record.question]}
     components = {fn.__name__: fn([completion], **kwargs)[0] for fn in rewards.GRIT_REWARDS[1:]}
     correct = rewards.answer_accuracy_score(completion, record.answer, record.question, judge)
@@ -183,26 +188,197 @@ def _resized_for(processor: Any, image: Any) -> tuple[int, int]:
     return qwen_resized_size(image.width, image.height, min_pixels=lo, max_pixels=hi)
 
 
+def load_split(split: str = "heldout", n: int | None = 200) -> list[tuple[data.Record, Any]]:
+    """Items to evaluate: ``"heldout"`` (the shipped synthetic split) or a GRIT-format file.
+
+    GRIT's evaluation files (VSR, TallyQA, GQA, MathVista-mini, MME, OVDEval) share the
+    training record shape; a file without ``bboxs`` or ``split`` (no boxes annotated) is
+    read with ``[]`` and ``"test"``. Images come from an ``images`` folder beside the file.
+    """
+    from PIL import Image
+
+    if split == "heldout":
+        return data.eval_split(n or 200)
+    records = data.load_jsonl(split, defaults={"bboxs": [], "split": "test"})[:n]
+    return [(r, Image.open(r.image_path).convert("RGB")) for r in records]
+
+
+def load_model(name: str) -> tuple[Any, Any]:
+    """A local checkpoint folder (tiny or 3B, or a GRPO run's ``final``) or a hub id."""
+    from grit_lite.tiny import load_tiny
+
+    if Path(name).is_dir():
+        return load_tiny(name)
+    from grit_lite.train import resolve_model  # fails fast, naming alternatives, when offline
+
+    return load_tiny(resolve_model(name))
+
+
+def compare(summaries: dict[str, dict[str, Any]]) -> Any:
+    """One table (a pandas DataFrame): a row per metric, a column per checkpoint, and the
+    change from the first checkpoint to the last. Metrics that are None stay empty."""
+    import pandas as pd
+
+    table = pd.DataFrame(summaries).apply(pd.to_numeric, errors="coerce")
+    if len(summaries) > 1:
+        first, last = list(summaries)[0], list(summaries)[-1]
+        table["change"] = table[last] - table[first]
+    return table.round(3)
+
+
+def _caption(row: dict[str, Any]) -> str:
+    said = row["answer"] if row["answer"] is not None else "(no answer)"
+    iou = "-" if row["iou"] is None else f"{row['iou']:.2f}"
+    verdict = "right" if row["correct"] else "wrong"
+    return f"said {str(said)[:12]!r}, {verdict}\nIoU {iou}, {len(row['boxes'])} boxes"
+
+
+def gallery(
+    runs: dict[str, Sequence[dict[str, Any]]],
+    items: Sequence[tuple[data.Record, Any]],
+    indices: Sequence[int],
+    out: str | Path | None = None,
+) -> Any:
+    """The same questions side by side: a row per checkpoint, its think boxes on the image.
+
+    Annotated boxes are drawn thin in grey under the model's, so a student sees at once
+    whether the model boxed the right things; titles give the answer and the IoU.
+    """
+    import matplotlib.pyplot as plt
+    from PIL import ImageDraw
+
+    from grit_lite.format import draw_boxes
+
+    fig, axes = plt.subplots(
+        len(runs), len(indices), figsize=(2.3 * len(indices), 2.6 * len(runs)), squeeze=False
+    )
+    for r, (name, rows) in enumerate(runs.items()):
+        for c, i in enumerate(indices):
+            record, image = items[i]
+            truth = image.convert("RGB").copy()
+            for box in record.bboxs:
+                ImageDraw.Draw(truth).rectangle(box, outline=(90, 90, 90), width=1)
+            ax = axes[r][c]
+            ax.imshow(draw_boxes(truth, rows[i]["boxes"], width=2))
+            ax.set_title(_caption(rows[i]), fontsize=6)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_xlabel(f"Q{i}: {record.question}\ntruth: {record.answer}", fontsize=6)
+                ax.xaxis.set_label_position("top")
+            if c == 0:
+                ax.set_ylabel(name, fontsize=8)
+    fig.tight_layout()
+    if out is not None:
+        fig.savefig(out, dpi=80)
+    return fig
+
+
+FILTERS = {
+    "all": lambda row: True,
+    "wrong answer": lambda row: not row["correct"],
+    "bad grounding (IoU < 0.5)": lambda row: row["iou"] is not None and row["iou"] < 0.5,
+    "not well formed": lambda row: not row["well_formed"],
+    "boxes disagree with answer": lambda row: row["consistency"] == 0.0,
+}
+
+
+def browser(rows: Sequence[dict[str, Any]], items: Sequence[tuple[data.Record, Any]]) -> Any:
+    """An ipywidgets browser over evaluation records, with :data:`FILTERS` to find failures.
+
+    Like notebook 02's viewer it only sets widget values (no prints into an Output widget),
+    so a headless run (nbval) sees nothing but the widget itself.
+    """
+    import html
+    import io
+
+    import ipywidgets as widgets
+
+    from grit_lite.format import draw_boxes
+
+    choice = widgets.Dropdown(options=list(FILTERS), description="show")
+    picker = widgets.IntSlider(min=0, max=0, description="record")
+    picture = widgets.Image(format="png")
+    report = widgets.HTML()
+
+    def kept() -> list[int]:
+        return [i for i, row in enumerate(rows) if FILTERS[choice.value](row)]
+
+    def show(change: Any = None) -> None:
+        chosen = kept()
+        picker.max = max(len(chosen) - 1, 0)
+        if not chosen:
+            picture.value, report.value = b"", "<pre>no record matches this filter</pre>"
+            return
+        i = chosen[min(picker.value, len(chosen) - 1)]
+        row, (_, image) = rows[i], items[i]
+        buffer = io.BytesIO()
+        draw_boxes(image, row["boxes"]).save(buffer, format="png")
+        picture.value = buffer.getvalue()
+        text = (
+            f"#{i} ({len(chosen)} match)  [{row['dataset']}] {row['question']}\n"
+            f"truth: {row['truth']}   said: {row['answer']}   correct: {row['correct']}\n"
+            f"IoU: {row['iou']}   reward: {row['reward']:.2f}   consistency: "
+            f"{row['consistency']}\n\n{row['completion']}"
+        )
+        report.value = f"<pre style='white-space: pre-wrap'>{html.escape(text)}</pre>"
+
+    choice.observe(show, names="value")
+    picker.observe(show, names="value")
+    show()
+    return widgets.VBox([widgets.HBox([choice, picker]), widgets.HBox([picture, report])])
+
+
+CONSISTENCY_PROMPT = """You check whether a model's final answer follows from its own \
+reasoning. The reasoning names image regions as boxes [x1, y1, x2, y2]. You cannot see \
+the image. Question: {question}
+Reasoning and answer: {completion}
+Reply with 1 if the answer follows from the reasoning and the regions it names, else 0."""
+
+
+def llm_consistency(completion: str, question: str, judge: Any) -> float | None:
+    """The LLM-judge variant of :func:`box_answer_consistency`, for questions without a rule.
+
+    ``judge`` is a :class:`grit_lite.judge.LLMJudge`; its ``_ask`` sends one prompt and its
+    ``parse_score`` reading of the reply gives 0..1. None when the judge gives no score.
+    """
+    from grit_lite.judge import parse_score
+
+    reply = judge._ask(CONSISTENCY_PROMPT.format(question=question, completion=completion))
+    return None if reply is None else parse_score(reply)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m grit_lite.evaluate",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--model", default="data/tiny", help="a local model folder")
-    parser.add_argument("-n", type=int, default=200, help="held-out items (default 200)")
-    parser.add_argument("--out", help="write per-sample records here (jsonl)")
+    parser.add_argument(
+        "--model", default=["data/tiny"], nargs="+", help="folders or hub ids; 2+ are compared"
+    )
+    parser.add_argument("--split", default="heldout", help="'heldout' or a GRIT-format .jsonl")
+    parser.add_argument("-n", type=int, default=200, help="items (default 200)")
+    parser.add_argument("--out", help="folder for per-sample records (<model>.jsonl)")
     parser.add_argument("--max-new-tokens", type=int, default=256)
     args = parser.parse_args(argv)
-    from grit_lite.tiny import load_tiny
+    from grit_lite.train import TrainError
 
-    model, processor = load_tiny(args.model)
-    rows = evaluate_model(model, processor, data.eval_split(args.n), args.max_new_tokens)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    for key, value in summarize(rows).items():
-        print(f"{key:<36} {'-' if value is None else round(value, 3)}")
+    try:
+        items = load_split(args.split, args.n)
+        summaries = {}
+        for name in args.model:
+            model, processor = load_model(name)
+            rows = evaluate_model(model, processor, items, args.max_new_tokens)
+            summaries[name] = summarize(rows)
+            if args.out:
+                path = Path(args.out) / name.strip("/").replace("/", "_")
+                path.parent.mkdir(parents=True, exist_ok=True)
+                text = "".join(json.dumps(r) + "\n" for r in rows)
+                path.with_suffix(".jsonl").write_text(text, encoding="utf-8")
+    except (data.DataError, TrainError) as error:
+        raise SystemExit(f"error: {error}") from None
+    print(compare(summaries).to_string())
 
 
 if __name__ == "__main__":

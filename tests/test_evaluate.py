@@ -101,3 +101,129 @@ def test_summary_means_per_family_and_counts():
     assert summary["consistency"] == pytest.approx(2 / 3)  # 1, 0 (3 != 0 boxes), 1
     assert summary["format/tags_in_order"] == pytest.approx(1 / 3)
     assert evaluate.summarize([])["accuracy"] is None
+
+
+def test_a_record_without_annotated_boxes_has_no_grounding_score():
+    """MME/MathVista records carry no boxes: grounding is undefined, not 0 and not 1."""
+    mme = _record("Is there a dog in the image?", "yes", [], "mme")
+    row = evaluate.score_completion("<think>(1,1,5,5)</think><answer>yes", mme)
+    assert row["iou"] is None and row["precision"] is None and row["recall"] is None
+    summary = evaluate.summarize([row, evaluate.score_completion(GOOD, COUNT)])
+    assert summary["grounding/iou"] == 1.0  # the mean over the one annotated record
+    assert summary["accuracy/mme"] == 1.0
+
+
+def _image_file(folder, name="a.png", size=(40, 30)):
+    from PIL import Image
+
+    folder.mkdir(exist_ok=True)
+    Image.new("RGB", size, "white").save(folder / name)
+
+
+def test_load_split_reads_an_eval_file_without_boxes(tmp_path):
+    import json
+
+    _image_file(tmp_path / "images")
+    lines = [
+        {"question": "Is it white?", "answer": "yes", "image": "a.png", "width": 40,
+         "height": 30, "dataset": "mme"},
+        {"question": "How many?", "answer": 1, "image": "a.png", "width": 40, "height": 30,
+         "bboxs": [[1, 1, 5, 5]], "dataset": "tallyqa", "split": "test"},
+    ]  # fmt: skip
+    path = tmp_path / "eval.jsonl"
+    path.write_text("\n".join(json.dumps(x) for x in lines))
+    items = evaluate.load_split(str(path), n=None)
+    assert [r.bboxs for r, _ in items] == [[], [[1.0, 1.0, 5.0, 5.0]]]
+    assert items[0][0].split == "test" and items[0][1].size == (40, 30)
+    assert len(evaluate.load_split(str(path), n=1)) == 1
+    path.write_text(json.dumps({**lines[0], "width": 41}))
+    with pytest.raises(evaluate.data.DataError, match="line 1"):
+        evaluate.load_split(str(path))
+
+
+def test_compare_gives_one_row_per_metric_and_the_change():
+    before = {"accuracy": 0.5, "grounding/iou": None, "n": 4}
+    after = {"accuracy": 0.75, "grounding/iou": 0.25, "n": 4}
+    table = evaluate.compare({"base": before, "trained": after})
+    assert list(table.columns) == ["base", "trained", "change"]
+    assert table.loc["accuracy", "change"] == 0.25
+    assert table.loc["n", "change"] == 0
+    assert table["base"].isna()["grounding/iou"]  # None stays empty, no fake zero
+
+
+def _rows_and_items():
+    from PIL import Image
+
+    records = [COUNT, SPATIAL, COUNT]
+    texts = [GOOD, "<answer>no", "nothing"]
+    rows = [evaluate.score_completion(t, r) for t, r in zip(texts, records, strict=True)]
+    return rows, [(r, Image.new("RGB", (224, 224), "white")) for r in records]
+
+
+def test_browser_filters_records():
+    rows, items = _rows_and_items()
+    widget = evaluate.browser(rows, items)
+    choice, picker = widget.children[0].children
+    picture, report = widget.children[1].children
+    assert picker.max == 2 and "#0" in report.value and picture.value
+    choice.value = "wrong answer"  # records 1 and 2
+    assert picker.max == 1 and "#1 (2 match)" in report.value
+    picker.value = 1
+    assert "#2 (2 match)" in report.value
+    choice.value = "boxes disagree with answer"  # record 1: said no, drew no boxes
+    assert picker.max == 0 and "#1 (1 match)" in report.value
+    evaluate.FILTERS["none"] = lambda row: False
+    try:
+        choice.options = list(evaluate.FILTERS)
+        choice.value = "none"
+        assert "no record matches" in report.value
+    finally:
+        del evaluate.FILTERS["none"]
+
+
+def test_gallery_has_a_row_per_checkpoint():
+    rows, items = _rows_and_items()
+    fig = evaluate.gallery({"base": rows, "trained": rows}, items, [0, 2])
+    assert len(fig.axes) == 4
+    assert fig.axes[0].get_ylabel() == "base" and fig.axes[2].get_ylabel() == "trained"
+    assert "IoU 1.00" in fig.axes[0].get_title() and "no answer" in fig.axes[1].get_title()
+
+
+def test_llm_consistency_reads_the_judges_reply():
+    class Fake:
+        def __init__(self, reply):
+            self.reply, self.prompts = reply, []
+
+        def _ask(self, prompt):
+            self.prompts.append(prompt)
+            return self.reply
+
+    judge = Fake("1")
+    assert evaluate.llm_consistency(GOOD, COUNT.question, judge) == 1.0
+    assert COUNT.question in judge.prompts[0] and GOOD in judge.prompts[0]
+    assert evaluate.llm_consistency(GOOD, COUNT.question, Fake("0")) == 0.0
+    assert evaluate.llm_consistency(GOOD, COUNT.question, Fake(None)) is None
+    assert evaluate.llm_consistency(GOOD, COUNT.question, Fake("maybe")) is None
+
+
+def test_cli_compares_two_checkpoints_and_writes_records(tmp_path, capsys):
+    import json
+
+    from grit_lite import tiny
+
+    (tmp_path / "copy").symlink_to(tiny.SHIPPED)
+    out = tmp_path / "records"
+    evaluate.main(["--model", str(tiny.SHIPPED), str(tmp_path / "copy"), "-n", "2",
+                   "--max-new-tokens", "4", "--out", str(out)])  # fmt: skip
+    table = capsys.readouterr().out
+    assert "accuracy" in table and "change" in table
+    files = sorted(out.glob("*.jsonl"))
+    assert len(files) == 2
+    rows = [[json.loads(line) for line in f.read_text().splitlines()] for f in files]
+    assert len(rows[0]) == 2 and {"question", "iou", "reward"} <= set(rows[0][0])
+    assert rows[0] == rows[1]  # the same weights, greedy decoding: the same records
+
+
+def test_cli_unknown_model_is_one_clear_error():
+    with pytest.raises(SystemExit, match="unknown model 'nonsense'"):
+        evaluate.main(["--model", "nonsense", "-n", "1"])
