@@ -91,7 +91,7 @@ FORMAT_TAGS = (
     "result", "final", "reply", "output", "count", "value", "response", "solution",
     "label", "verdict", "number", "info", "note", "out", "res", "ans", "box", "pred",
 )  # fmt: skip
-FORBIDDEN_TAGS = ("think", "rethink", "answer")
+GRIT_TAG_NAMES = ("think", "rethink", "answer")  # stage 1 never shows them; stage 2 singly
 PATCH, MERGE, TEMPORAL = 14, 2, 2
 MAX_PIXELS = data.CANVAS * data.CANVAS  # a 224 x 224 canvas is kept as is: 64 image tokens
 MIN_PIXELS = 56 * 56
@@ -469,6 +469,8 @@ def _task(
         if rng.random() < 0.3:  # sometimes a label that is absent: answer 0
             q = data.counting_question(scene, rng)
         return q.question, q.answer
+    if kind == "instruct":
+        return _instruct(rng, scene, cell)
     if kind == "spatial":
         q = data.spatial_question(scene, rng)
         if q is None:
@@ -487,7 +489,49 @@ def _task(
     return f"{prompt} {instruction}", f"<{tag}>{answer}</{tag}>"
 
 
+def _instruct(rng: random.Random, scene: data.Scene, cell: int) -> tuple[str, str]:
+    """Stage 2's format following: longer instructions phrased like GRIT's, one tag each.
+
+    The GRIT suffix names a tag "between <think> and </think>" and asks to answer "after
+    <answer>"; a model that has only seen "Answer inside <t> </t>" does not map that onto
+    anything (measured: 0 % GRIT tags zero-shot). Here the same phrasings wrap *one*
+    output -- an answer, or grounding boxes -- in *one* tag, with a filler sentence around
+    it. A real instruction-tuned model has met ``think`` and ``answer`` as tag names, and a
+    300-step pilot with made-up names only learned to open *some* tag, not to copy the one
+    the prompt names (0 % GRIT tags zero-shot, again), so in 30 % of the answer-wrapping
+    examples the tag is one of GRIT's names. Still never a chain: one tag per example, a
+    GRIT name never around boxes, never the GRIT prompt; RL must discover the
+    think-boxes-rethink-answer order.
+    """
+    kind = rng.choice(("count", "spatial", "ground"))
+    prompt, answer = _task(rng, scene, kind, cell)
+    grit_name = kind != "ground" and rng.random() < 0.3
+    tag = rng.choice(GRIT_TAG_NAMES if grit_name else FORMAT_TAGS)
+    what = "the coordinates in JSON with key 'bbox_2d'" if kind == "ground" else "the answer"
+    after = kind != "ground" and rng.random() < 0.4
+    if after:  # "answer the question after <t>." -> "<t>3" (no closing tag, as in GRIT)
+        instruction = rng.choice(
+            ("Then, answer the question after <{t}>.", "Answer the question after <{t}>.")
+        )
+        reply = f"<{tag}>{answer}"
+    else:
+        instruction = rng.choice(
+            (
+                "First, write {w} between <{t}> and </{t}>.",
+                "Output {w} between <{t}> </{t}>.",
+                "Give {w} between <{t}> and </{t}>, based on the image.",
+            )
+        )
+        reply = f"<{tag}>{answer}</{tag}>"
+    filler = rng.choice(("", "Be brief. ", "Look at the image. ", "Use the image. "))
+    return f"{prompt} {filler}{instruction.format(t=tag, w=what)}", reply
+
+
 TASK_MIX = {"describe": 0.2, "ground": 0.3, "count": 0.2, "spatial": 0.15, "format": 0.15}
+# Stage 2 (``python -m grit_lite.tiny finetune``): the same skills, more instruction following.
+INSTRUCT_MIX = {
+    "describe": 0.1, "ground": 0.2, "count": 0.15, "spatial": 0.15, "format": 0.1, "instruct": 0.3,
+}  # fmt: skip
 
 
 def pretraining_examples(
@@ -514,7 +558,7 @@ def pretraining_examples(
         scene = _random_scene(rng, cell)
         kind = rng.choices(kinds, weights)[0]
         prompt, answer = _task(rng, scene, kind, cell)
-        if kind in ("count", "spatial", "format") and rng.random() < 0.3:
+        if kind in ("count", "spatial", "format", "instruct") and rng.random() < 0.3:
             prompt = "Question: " + prompt
         image = data.render(scene) if images else None
         messages = [
@@ -658,8 +702,10 @@ def generate(
     images: Sequence[Image.Image],
     max_new_tokens: int = 64,
     batch: int = 16,
+    sample: bool = False,
 ) -> list[str]:
-    """Greedy completions for (prompt text, image) pairs, batched with left padding.
+    """Greedy completions for (prompt text, image) pairs, batched with left padding; with
+    ``sample``, draws at temperature 1 from the full distribution, as GRPO's rollouts do.
 
     Decoding runs on one thread: its matrices are so small that a second OpenMP thread
     mostly spin-waits, and on a shared 2-core machine that made decoding ~20x slower.
@@ -670,8 +716,9 @@ def generate(
     try:
         for i in range(0, len(prompts), batch):
             outs += _generate_batch(
-                model, processor, prompts[i : i + batch], images[i : i + batch], max_new_tokens
-            )
+                model, processor, prompts[i : i + batch], images[i : i + batch], max_new_tokens,
+                sample,
+            )  # fmt: skip
     finally:
         torch.set_num_threads(threads)
     return outs
@@ -683,6 +730,7 @@ def _generate_batch(
     prompts: Sequence[str],
     images: Sequence[Image.Image],
     max_new_tokens: int,
+    sample: bool = False,
 ) -> list[str]:
     tok = processor.tokenizer
     outs: list[str] = []
@@ -693,7 +741,8 @@ def _generate_batch(
         enc = enc.to(model.device)
     finally:
         tok.padding_side = "right"
-    ids = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False)
+    how = {"temperature": 1.0, "top_k": 0, "top_p": 1.0} if sample else {}
+    ids = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=sample, **how)
     outs += tok.batch_decode(ids[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
     return outs
 
@@ -712,7 +761,8 @@ def evaluate_skills(
     ``counting_acc`` / ``spatial_acc``: exact answers to the plain question; with
     ``grit_prompt`` also the zero-shot think/rethink format reward (max 0.5) and the fraction
     of completions with any GRIT tag, when the GRIT prompt is used before any RL (see
-    :func:`zero_shot_report`).
+    :func:`zero_shot_report`), greedy (``zero_shot_*``) and for 4 samples per item at
+    temperature 1 (``sampled_*``, what GRPO's groups are made of).
     """
     from grit_lite.format import build_prompt
 
@@ -752,6 +802,13 @@ def evaluate_skills(
             96,
         )
         result |= zero_shot_report(z)
+        torch.manual_seed(0)  # GRPO samples: what matters is whether *samples* carry tags
+        prompts = [build_prompt(r.question) for r, _ in items for _ in range(4)]
+        sampled = generate(
+            model, processor, prompts, [im for _, im in items for _ in range(4)], 96, sample=True
+        )
+        report = zero_shot_report(sampled)
+        result |= {k.replace("zero_shot", "sampled"): v for k, v in report.items()}
     return result
 
 
@@ -798,7 +855,7 @@ contains a think/rethink/answer chain or the GRIT prompt.** Trained in **{minute
 minutes** on {threads} CPU threads (torch {torch}; the machine was shared with other work
 for part of the run, so an idle machine is faster). Why the caption stage, the zoom
 curriculum and rope_theta 10 are needed: `docs/tiny_model_notes.md`.
-
+{stage2}
 ## Measured skills (held-out split, {n} items, `python -m grit_lite.tiny eval -n {n}`)
 
 | skill | measure | value | course bar |
@@ -806,11 +863,16 @@ curriculum and rope_theta 10 are needed: `docs/tiny_model_notes.md`.
 | grounding | mean IoU, Hungarian-matched ("Locate every ...") | {grounding_iou:.3f} | >= 0.5 |
 | counting | exact answer | {counting_acc:.1%} | >= 60 % |
 | spatial | exact yes/no | {spatial_acc:.1%} | >= 75 % |
-| GRIT prompt, zero-shot | think/rethink format reward (max 0.5) | {zero_shot_format:.3f} | < 0.5 |
-| GRIT prompt, zero-shot | completions with any GRIT tag | {zero_shot_any_tag:.1%} | some |
+| GRIT prompt, greedy | think/rethink format reward (max 0.5) | {zero_shot_format:.3f} | < 0.5 |
+| GRIT prompt, greedy | completions with any GRIT tag | {zero_shot_any_tag:.1%} | some |
+| GRIT prompt, sampled (*) | think/rethink format reward | {sampled_format:.3f} | < 0.5 |
+| GRIT prompt, sampled (*) | completions with any GRIT tag | {sampled_any_tag:.1%} | some |
 
-Zero-shot, fraction of completions containing each tag: {tags}.
-Distribution of the format reward: {values}.
+(*) 4 samples per item at temperature 1, before any RL: what GRPO's groups are made of.
+
+Greedy, fraction of completions containing each tag: {tags}; format reward values: {values}.
+Sampled (what GRPO's groups are made of): {sampled_tags}; format reward values:
+{sampled_values}.
 Evaluation took {eval_seconds:.0f} s.
 
 ## Files
@@ -822,22 +884,47 @@ per-step losses and the skills above).
 """
 
 
+STAGE2 = """
+**Stage 2, instruction following** (`grit_lite.tiny.INSTRUCT_MIX`):
+
+    {command}
+
+{steps} more steps of batch {batch} (lr {lr}, warm-up 20, cosine, seed {seed}) on real-world
+scenes, 30 % of them longer instructions phrased like GRIT's ("write the answer between
+<t> and </t>", "answer the question after <t>") around *one* tag; in 30 % of the
+answer-wrapping ones the tag is `think`, `rethink` or `answer`, as a real instruction-tuned
+model has met them. One tag per example, never around boxes, never the GRIT prompt: the
+chain itself is left to RL. {minutes:.1f} minutes; **{total:.1f} minutes in all**.
+"""
+
+
 def write_model_card(folder: str | Path) -> Path:
     """Write ``folder/README.md`` from ``folder/pretrain_log.json``: numbers never retyped."""
     folder = Path(folder)
     log = json.loads((folder / LOG_NAME).read_text(encoding="utf-8"))
     model, processor = load_tiny(folder)
     skills = log["skills"]
+    stage2 = ""
+    if "finetune" in log:
+        f = log["finetune"]
+        stage2 = STAGE2.format(
+            **f, minutes=f["seconds"] / 60, total=(log["seconds"] + f["seconds"]) / 60
+        )
     card = MODEL_CARD.format(
+        stage2=stage2,
         params=count_parameters(model),
         vocab=len(processor.tokenizer),
         zoom_end=int(log["steps"] * log["zoom_until"]),
         minutes=log["seconds"] / 60,
         tags=", ".join(f"{t} {v:.0%}" for t, v in skills["zero_shot_tags"].items()),
         values=", ".join(f"{k}: {v:.0%}" for k, v in skills["zero_shot_format_values"].items()),
+        sampled_tags=", ".join(f"{t} {v:.0%}" for t, v in skills["sampled_tags"].items()),
+        sampled_values=", ".join(
+            f"{k}: {v:.0%}" for k, v in skills["sampled_format_values"].items()
+        ),
         eval_seconds=skills["seconds"],
         **{k: v for k, v in log.items() if k != "skills"},
-        **{k: v for k, v in skills.items() if k != "seconds"},
+        **{k: v for k, v in skills.items() if not isinstance(v, dict) and k != "seconds"},
     )
     path = folder / "README.md"
     path.write_text(card, encoding="utf-8")
@@ -847,6 +934,34 @@ def write_model_card(folder: str | Path) -> Path:
 # ---------------------------------------------------------------------------------------------
 # Command line
 # ---------------------------------------------------------------------------------------------
+
+
+def finetune(args: argparse.Namespace, argv: Sequence[str] | None) -> None:
+    """Stage 2: continue a pretrained model on :data:`INSTRUCT_MIX` (real-world scenes, no
+    caption stage, a short warm-up) and add the stage to the model's ``pretrain_log.json``."""
+    log_path = Path(args.model) / LOG_NAME
+    log = json.loads(log_path.read_text(encoding="utf-8")) if log_path.is_file() else {}
+    log.pop("skills", None)  # measured on the stage-1 model: no longer this model's
+    model, processor = load_tiny(args.model)
+    start = time.perf_counter()
+    _, _, losses = pretrain(
+        args.steps, args.lr, args.batch, None, args.seed, args.log_every,
+        model=model, processor=processor, mix=INSTRUCT_MIX, warmup=20, progress=False,
+        zoom_until=1e-9, caption_steps=0,
+    )  # fmt: skip
+    save_tiny(model, processor, args.out)
+    log["finetune"] = {
+        "command": "python -m grit_lite.tiny " + " ".join(argv or sys.argv[1:]),
+        "steps": args.steps,
+        "lr": args.lr,
+        "batch": args.batch,
+        "seed": args.seed,
+        "threads": args.threads,
+        "seconds": round(time.perf_counter() - start, 1),
+        "losses": [round(v, 4) for v in losses],
+    }
+    (Path(args.out) / LOG_NAME).write_text(json.dumps(log), encoding="utf-8")
+    print(f"{log['finetune']['seconds']:.0f} s")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -862,6 +977,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     pre.add_argument("--log-every", type=int, default=25)
     pre.add_argument("--threads", type=int, default=2)
     pre.add_argument("--save-every", type=int, default=0)
+    fine = sub.add_parser("finetune", help="stage 2: more instruction following, from --model")
+    fine.add_argument("--model", default="data/tiny")
+    fine.add_argument("--steps", type=int, default=300)
+    fine.add_argument("--lr", type=float, default=1e-3)
+    fine.add_argument("--batch", type=int, default=16)
+    fine.add_argument("--out", default="data/tiny")
+    fine.add_argument("--seed", type=int, default=1)
+    fine.add_argument("--log-every", type=int, default=25)
+    fine.add_argument("--threads", type=int, default=2)
     ev = sub.add_parser("eval", help="measure the skills on the held-out split")
     ev.add_argument("--model", default="data/tiny")
     ev.add_argument("-n", type=int, default=50)
@@ -882,7 +1006,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             save_every=args.save_every,
         )
         log = {
-            "command": "python -m grit_lite.tiny pretrain " + " ".join(argv or sys.argv[1:]),
+            "command": "python -m grit_lite.tiny " + " ".join(argv or sys.argv[1:]),
             "steps": args.steps,
             "lr": args.lr,
             "batch": args.batch,
@@ -897,6 +1021,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         (Path(args.out) / LOG_NAME).write_text(json.dumps(log), encoding="utf-8")
         print(f"final loss {sum(losses[-args.log_every :]) / len(losses[-args.log_every :]):.4f}")
         print(f"{log['seconds']:.0f} s")
+    elif args.command == "finetune":
+        finetune(args, argv)
     else:
         model, processor = load_tiny(args.model)
         start = time.perf_counter()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import math
 import random
+import re
 
 import pytest
 import torch
@@ -143,6 +145,45 @@ def test_pretraining_examples_never_show_the_grit_chain():
     assert all(e["answer"].startswith("<") and e["answer"].endswith(">") for e in formats)
     grounding = [e for e in examples if e["kind"] == "ground"]
     assert any('"bbox_2d": [' in e["answer"] for e in grounding)
+
+
+def test_stage_two_names_grit_tags_only_singly_and_never_around_boxes():
+    examples = tiny.pretraining_examples(random.Random(2), 600, tiny.INSTRUCT_MIX, images=False)
+    instruct = [e for e in examples if e["kind"] == "instruct"]
+    assert len(instruct) > 100
+    named = 0
+    for e in examples:
+        text = e["prompt"] + e["answer"]
+        assert GRIT_PROMPT_SUFFIX.strip() not in text
+        names = {t for t in tiny.GRIT_TAG_NAMES if f"<{t}>" in e["answer"]}
+        assert len(names) <= 1, e  # one tag per example: never a chain
+        if names:
+            named += 1
+            assert e["kind"] == "instruct" and "bbox_2d" not in e["answer"], e
+            assert f"<{names.pop()}>" in e["prompt"]  # the tag the instruction names
+        answer_tags = re.findall(r"<(/?)(\w+)>", e["answer"])
+        assert len({name for _, name in answer_tags}) <= 1, e
+    assert 0.05 < named / len(instruct) < 0.4
+    assert any(e["answer"].startswith("<") and "</" not in e["answer"] for e in instruct)
+
+
+def test_finetune_continues_a_saved_model_and_logs_the_stage(tmp_path):
+    model, processor = tiny.build_tiny(seed=1, hidden=64, layers=2, vision_hidden=32)
+    tiny.save_tiny(model, processor, tmp_path / "base")
+    (tmp_path / "base" / tiny.LOG_NAME).write_text('{"seconds": 60, "skills": {"x": 1}}')
+    tiny.main(["finetune", "--model", str(tmp_path / "base"), "--out", str(tmp_path / "two"),
+               "--steps", "2", "--batch", "2", "--threads", "1"])  # fmt: skip
+    log = json.loads((tmp_path / "two" / tiny.LOG_NAME).read_text())
+    assert "skills" not in log  # measured on the stage-1 weights: dropped, not carried over
+    assert log["seconds"] == 60 and log["finetune"]["steps"] == 2
+    assert len(log["finetune"]["losses"]) == 2
+    assert log["finetune"]["command"].startswith("python -m grit_lite.tiny finetune --model")
+    before, _ = tiny.load_tiny(tmp_path / "base")
+    after, _ = tiny.load_tiny(tmp_path / "two")
+    moved = [
+        not torch.equal(a, b) for a, b in zip(before.parameters(), after.parameters(), strict=True)
+    ]
+    assert any(moved)
 
 
 def test_describe_lists_shapes_row_by_row():
@@ -332,3 +373,21 @@ def test_shipped_model_skills_match_its_card(shipped):
     assert abs(skills["spatial_acc"] - card["spatial_acc"]) < 0.3
     assert skills["zero_shot_format"] < 0.5  # GRIT's format is not already there
     assert (tiny.SHIPPED / "README.md").read_text().count(f"{card['counting_acc']:.1%}") == 1
+
+
+def test_model_card_is_written_from_the_log_of_both_stages(tmp_path):
+    """Every number in the card comes from ``pretrain_log.json``; none is retyped."""
+    import shutil
+
+    shutil.copytree(tiny.SHIPPED, tmp_path / "tiny")
+    log_path = tmp_path / "tiny" / tiny.LOG_NAME
+    log = json.loads(log_path.read_text())
+    log["finetune"]["seconds"] = 126.0
+    log["skills"]["sampled_any_tag"] = 0.3125
+    log["skills"]["sampled_tags"]["<rethink>"] = 0.4375
+    log_path.write_text(json.dumps(log))
+    card = tiny.write_model_card(tmp_path / "tiny").read_text()
+    assert "2.1 minutes" in card  # stage 2: 126 s
+    assert f"{(log['seconds'] + 126.0) / 60:.1f} minutes in all" in card
+    assert "31.2%" in card and "<rethink> 44%" in card
+    assert log["finetune"]["command"] in card
