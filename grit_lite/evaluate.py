@@ -348,6 +348,37 @@ def llm_consistency(completion: str, question: str, judge: Any) -> float | None:
     return None if reply is None else parse_score(reply)
 
 
+def plain_accuracy(model: Any, processor: Any, items: Sequence[tuple[data.Record, Any]]) -> float:
+    """Accuracy on the bare questions (no GRIT suffix): what the base model knows before RL."""
+    from grit_lite.judge import rule_judge
+    from grit_lite.tiny import generate
+
+    said = generate(model, processor, [r.question for r, _ in items], [im for _, im in items], 8)
+    scores = [rule_judge(r.question, r.answer, s) for (r, _), s in zip(items, said, strict=True)]
+    return sum(scores) / max(1, len(scores))
+
+
+def learning_bars(
+    before: dict[str, Any], after: dict[str, Any], base_plain_accuracy: float
+) -> dict[str, dict[str, Any]]:
+    """The course's bars for a GRPO-GR run (notebook 06), from two :func:`summarize` results.
+
+    Format compliance is all four think/rethink tags in order; "boxed" is the fraction of
+    completions with at least one box inside ``<think>``; the IoU is over those completions
+    only; accuracy after RL must stay within 5 points of the base model's plain QA accuracy.
+    """
+    rows = {
+        "format: four tags in order": ("format/all_four_tags_in_order", ">= 0.90"),
+        "completions with a think box": ("grounding/with_boxes", ">= 0.80"),
+        "IoU of those boxes": ("grounding/iou_when_boxed", ">= 0.40"),
+        "answer accuracy (GRIT prompt)": ("accuracy", f">= {base_plain_accuracy - 0.05:.2f}"),
+    }
+    return {
+        name: {"before": before.get(key), "after": after.get(key), "bar": bar}
+        for name, (key, bar) in rows.items()
+    } | {"base plain-QA accuracy": {"before": base_plain_accuracy, "after": None, "bar": ""}}
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m grit_lite.evaluate",
@@ -361,6 +392,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("-n", type=int, default=200, help="items (default 200)")
     parser.add_argument("--out", help="folder for per-sample records (<model>.jsonl)")
     parser.add_argument("--max-new-tokens", type=int, default=256)
+    parser.add_argument(
+        "--record", help="with two models: add the summaries and learning bars to this JSON"
+    )
     args = parser.parse_args(argv)
     from grit_lite.train import TrainError
 
@@ -371,6 +405,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             model, processor = load_model(name)
             rows = evaluate_model(model, processor, items, args.max_new_tokens)
             summaries[name] = summarize(rows)
+            if args.record and name == args.model[0]:
+                base_plain = plain_accuracy(model, processor, items)
             if args.out:
                 path = Path(args.out) / name.strip("/").replace("/", "_")
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -379,6 +415,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     except (data.DataError, TrainError) as error:
         raise SystemExit(f"error: {error}") from None
     print(compare(summaries).to_string())
+    if args.record and len(summaries) == 2:
+        path = Path(args.record)
+        log = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        (before, after), names = summaries.values(), ("base", "trained")
+        log["eval"] = dict(zip(names, summaries.values(), strict=True))
+        log["eval_models"] = dict(zip(names, args.model, strict=True))
+        log["bars"] = learning_bars(before, after, base_plain)
+        path.write_text(json.dumps(log, indent=1), encoding="utf-8")
+        print(json.dumps(log["bars"], indent=1))
 
 
 if __name__ == "__main__":

@@ -227,3 +227,15 @@ def test_cli_compares_two_checkpoints_and_writes_records(tmp_path, capsys):
 def test_cli_unknown_model_is_one_clear_error():
     with pytest.raises(SystemExit, match="unknown model 'nonsense'"):
         evaluate.main(["--model", "nonsense", "-n", "1"])
+
+
+def test_learning_bars_read_the_summaries():
+    rows = [evaluate.score_completion(GOOD, COUNT), evaluate.score_completion("<answer>3", COUNT)]
+    before = evaluate.summarize([evaluate.score_completion("3", COUNT)])
+    after = evaluate.summarize(rows)
+    bars = evaluate.learning_bars(before, after, base_plain_accuracy=0.6)
+    assert bars["format: four tags in order"] == {"before": 0.0, "after": 0.5, "bar": ">= 0.90"}
+    assert bars["completions with a think box"]["after"] == 0.5
+    assert bars["IoU of those boxes"] == {"before": None, "after": 1.0, "bar": ">= 0.40"}
+    assert bars["answer accuracy (GRIT prompt)"]["bar"] == ">= 0.55"
+    assert bars["base plain-QA accuracy"]["before"] == 0.6
