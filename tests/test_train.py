@@ -89,7 +89,7 @@ class _StopAt:
         self.callback = Stop()
 
 
-def _small_run(output, stop_at=None, resume=False):
+def _small_run(output, stop_at=None, resume=False, progress=True):
     model, processor = tiny.build_tiny(seed=3, hidden=64, layers=2, vision_hidden=32)
     preset = dataclasses.replace(
         train.PRESETS["tiny-cpu"],
@@ -103,7 +103,7 @@ def _small_run(output, stop_at=None, resume=False):
     callbacks = [_StopAt(stop_at).callback] if stop_at else []
     return train.train(
         preset, output, resume=resume, model=model, processor=processor, n_rollouts=0,
-        callbacks=callbacks,
+        callbacks=callbacks, progress=progress,
     )  # fmt: skip
 
 
@@ -162,3 +162,13 @@ def test_random_3b_runs_with_the_in_repo_processor(monkeypatch):
     out = tiny.generate(model, processor, [record.question], [image], max_new_tokens=4)
     assert len(out) == 1 and isinstance(out[0], str)
     assert train.resolve_model("random-3b") == "random-3b"
+
+
+def test_quiet_run_prints_no_log_lines_but_still_logs_them(tmp_path, capsys):
+    """progress=False (notebooks): no bar, no printed dicts; metrics.jsonl is complete."""
+    capsys.readouterr()
+    _small_run(tmp_path / "quiet", progress=False)
+    printed = capsys.readouterr()
+    assert "'loss'" not in printed.out and "/3 [" not in printed.err  # the trainer's bar
+    logged = train.read_metrics(tmp_path / "quiet" / "metrics.jsonl")
+    assert [row["step"] for row in logged] == [1, 2, 3]

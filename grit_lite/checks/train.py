@@ -1,0 +1,58 @@
+"""Checkers for notebook 06's exercises (the batch shape of a run and dead groups)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+
+from grit_lite import train
+from grit_lite.checks import check_cases
+
+
+def _split(completions: int, world_size: int, max_per_device: int) -> tuple[int, int]:
+    preset = dataclasses.replace(
+        train.PRESETS["qwen2.5-vl-3b"],
+        completions_per_step=completions,
+        max_per_device=max_per_device,
+    )
+    return train.batch_split(preset, world_size)
+
+
+def check_batch_split(fn: Callable[[int, int, int], tuple[int, int]]) -> None:
+    """``fn(completions_per_step, world_size, max_per_device)`` -> (per-device batch, accum)."""
+    cases = [(8, 1, 4), (8, 8, 4), (8, 2, 4), (8, 4, 1), (16, 1, 16), (16, 2, 3), (12, 1, 5)]
+    check_cases(
+        "batch_split",
+        fn,
+        cases,
+        _split,
+        hint="Each of the world_size processes owns completions // world_size completions "
+        "per step. Take the largest per-device batch <= max_per_device that divides that "
+        "share; the accumulation steps are the share divided by it.",
+    )
+
+
+def zero_std_fraction(rewards: Sequence[float], group_size: int) -> float:
+    """Reference: the fraction of groups whose rewards are all equal (no GRPO signal)."""
+    groups = [rewards[i : i + group_size] for i in range(0, len(rewards), group_size)]
+    return sum(max(g) - min(g) < 1e-9 for g in groups) / len(groups)
+
+
+def check_zero_std_fraction(fn: Callable[[Sequence[float], int], float]) -> None:
+    """``fn(rewards, group_size)``: TRL's ``frac_reward_zero_std`` for one step's rewards."""
+    cases = [
+        ([0.5, 0.5, 0.5, 0.5], 4),
+        ([0.5, 0.5, 0.5, 0.6], 4),
+        ([1.0, 1.0, 0.0, 1.0, 2.0, 2.0, 2.0, 2.0], 4),
+        ([0.1, 0.2, 0.3, 0.3, 0.3, 0.3], 2),
+        ([3.0], 1),
+    ]
+    check_cases(
+        "zero_std_fraction",
+        fn,
+        cases,
+        zero_std_fraction,
+        hint="Cut the flat list into consecutive groups of group_size (one prompt's "
+        "completions each); a group is dead when all its rewards are equal (max == min). "
+        "Return dead groups / all groups.",
+    )
