@@ -1,0 +1,61 @@
+"""Checkers for notebook 07's exercises (count consistency and precision/recall at 0.5)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from grit_lite.boxes import grounding_scores
+from grit_lite.checks import check_cases
+from grit_lite.evaluate import box_answer_consistency
+
+_COMPLETIONS = [
+    "<think>(1,1,5,5) (8,8,9,9)</think><rethink>two</rethink><answer>2</answer>",
+    "<think>(1,1,5,5)</think><rethink>two</rethink><answer>2</answer>",
+    "<think>no boxes</think><rethink>none</rethink><answer>0</answer>",
+    "<think>[1, 1, 5, 5]</think><answer>one</answer>",
+    "<think>(1,1,5,5)</think><rethink>x</rethink><answer>many</answer>",
+    "<answer> 3 </answer> (1,2,3,4) (5,6,7,8) (9,9,9,9)",
+    "no answer at all (1,1,5,5)",
+]
+
+
+def check_count_consistency(fn: Callable[[str], float | None]) -> None:
+    """``fn(completion)`` for a counting question: 1.0, 0.0, or None (no answer)."""
+    check_cases(
+        "count_consistency",
+        fn,
+        [(c,) for c in _COMPLETIONS],
+        lambda c: box_answer_consistency(c, "How many red circles are there?", "tallyqa"),
+        hint="Parse the completion with grit_lite.format.parse_completion: its .answer is the "
+        "text after <answer> (None or empty: return None) and .boxes the boxes inside "
+        "<think>. Normalise the answer with grit_lite.judge.normalize_answer: one word that "
+        "is a digit string is a count ('one' becomes '1'). 1.0 when that count equals "
+        "len(boxes), else 0.0.",
+    )
+
+
+def _pr(preds: Sequence[Sequence[float]], gts: Sequence[Sequence[float]]) -> tuple[float, float]:
+    scores = grounding_scores(preds, gts)
+    return scores["precision"], scores["recall"]
+
+
+def check_precision_recall(
+    fn: Callable[[Sequence[Sequence[float]], Sequence[Sequence[float]]], tuple[float, float]],
+) -> None:
+    """``fn(preds, gts)`` -> (precision, recall) at IoU 0.5 after Hungarian matching."""
+    a, b, c = [0, 0, 10, 10], [20, 20, 30, 30], [40, 0, 50, 10]
+    near, far = [1, 1, 11, 11], [5, 5, 15, 15]  # IoU with a: 0.68 and 0.14
+    cases = [
+        ([a, b], [a, b]), ([a], [a, b]), ([a, b, c], [a]), ([], [a]), ([a], []), ([], []),
+        ([near, far], [a, far]), ([far], [a]), ([b, a], [a, b]),
+    ]  # fmt: skip
+    check_cases(
+        "precision_recall",
+        fn,
+        cases,
+        _pr,
+        hint="Match with grit_lite.boxes.match_boxes (pairs of (pred, gt, iou)); a hit is a "
+        "pair with iou >= 0.5. precision = hits / len(preds) (0.0 without predictions, "
+        "unless there is no ground truth either: 1.0), recall = hits / len(gts) (1.0 "
+        "without ground truth).",
+    )
