@@ -319,6 +319,18 @@ def time_generation(trainer: Any, single_thread: bool = False) -> None:
     trainer._generate = timed
 
 
+def _finish(fig: Any, out: str | Path | None) -> Any:
+    """Lay out ``fig``; with ``out``, save it (small: 80 dpi) and close it so runs keep no
+    figures open. Returns the figure for notebooks."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    if out is not None:
+        fig.savefig(out, dpi=80)
+        plt.close(fig)
+    return fig
+
+
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     """The log lines of a run's ``metrics.jsonl`` that carry rewards (one per step)."""
     lines = Path(path).read_text(encoding="utf-8").splitlines()
@@ -341,11 +353,7 @@ def plot_rewards(metrics: Sequence[dict[str, Any]], out: str | Path | None = Non
         ax.set_ylim(0, rewards.REWARD_MAX.get(name, rewards.GRIT_MAX_TOTAL) * 1.05)
         ax.set_xlabel("step", fontsize=8)
         ax.tick_params(labelsize=7)
-    fig.tight_layout()
-    if out is not None:
-        fig.savefig(out, dpi=80)
-        plt.close(fig)
-    return fig
+    return _finish(fig, out)
 
 
 def rollouts(
@@ -381,11 +389,7 @@ def draw_rollouts(
         ax.set_title(f"{row['question']}\nsaid {answer!r} (truth {row['answer']}) R={total:.2f}",
                      fontsize=7)  # fmt: skip
         ax.axis("off")
-    fig.tight_layout()
-    if out is not None:
-        fig.savefig(out, dpi=80)
-        plt.close(fig)
-    return fig
+    return _finish(fig, out)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -458,6 +462,26 @@ def _write_rollouts(output: Path, stage: str, rows: list[dict[str, Any]], items:
     draw_rollouts(rows, items, output / f"rollouts_{stage}.png")
 
 
+def with_overrides(preset: Preset, args: argparse.Namespace) -> Preset:
+    """``preset`` with the command line's overrides. A new G keeps the prompts per step
+    (GRIT: 2), so the completions per step scale with it."""
+    changes = {
+        "model": args.model,
+        "max_steps": args.max_steps,
+        "learning_rate": args.lr,
+        "rewards": args.rewards,
+        "seed": args.seed,
+        "beta": args.beta,
+        "temperature": args.temperature,
+        "lora": True if args.lora else None,
+    }
+    if args.num_generations:
+        prompts = preset.completions_per_step // preset.num_generations
+        changes["num_generations"] = args.num_generations
+        changes["completions_per_step"] = prompts * args.num_generations
+    return dataclasses.replace(preset, **{k: v for k, v in changes.items() if v is not None})
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m grit_lite.train",
@@ -473,23 +497,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--lora", action="store_true", help="LoRA instead of full fine-tuning")
     parser.add_argument("--rewards", choices=["grit", "clean"])
     parser.add_argument("--seed", type=int)
+    parser.add_argument("--beta", type=float, help="KL weight")
+    parser.add_argument("--temperature", type=float, help="sampling temperature")
+    parser.add_argument(
+        "--num-generations", type=int, help="G, completions per prompt (prompts per step kept)"
+    )
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     args = parser.parse_args(argv)
     name = args.preset
     if name == "auto":
         name, why = auto_preset()
         print(f"preset {name}: {why}")
-    overrides = {
-        "model": args.model,
-        "max_steps": args.max_steps,
-        "learning_rate": args.lr,
-        "rewards": args.rewards,
-        "seed": args.seed,
-        "lora": True if args.lora else None,
-    }
-    preset = dataclasses.replace(
-        PRESETS[name], **{k: v for k, v in overrides.items() if v is not None}
-    )
+    preset = with_overrides(PRESETS[name], args)
     output = args.output or f"runs/{name}"
     try:
         train(preset, output, resume=args.resume, data_folder=args.data)

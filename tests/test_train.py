@@ -172,3 +172,14 @@ def test_quiet_run_prints_no_log_lines_but_still_logs_them(tmp_path, capsys):
     assert "'loss'" not in printed.out and "/3 [" not in printed.err  # the trainer's bar
     logged = train.read_metrics(tmp_path / "quiet" / "metrics.jsonl")
     assert [row["step"] for row in logged] == [1, 2, 3]
+
+
+def test_command_line_overrides_reach_the_preset(monkeypatch, tmp_path):
+    seen = {}
+    monkeypatch.setattr(train, "train", lambda preset, output, **kw: seen.update(p=preset))
+    train.main(["--preset", "tiny-cpu", "--output", str(tmp_path), "--beta", "0.1",
+                "--temperature", "1.5", "--num-generations", "16", "--lr", "5e-5"])  # fmt: skip
+    preset = seen["p"]
+    assert (preset.beta, preset.temperature, preset.learning_rate) == (0.1, 1.5, 5e-5)
+    assert (preset.num_generations, preset.completions_per_step) == (16, 32)  # still 2 prompts
+    assert preset.max_steps == train.PRESETS["tiny-cpu"].max_steps  # untouched
