@@ -405,8 +405,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             model, processor = load_model(name)
             rows = evaluate_model(model, processor, items, args.max_new_tokens)
             summaries[name] = summarize(rows)
-            if args.record and name == args.model[0]:
-                base_plain = plain_accuracy(model, processor, items)
+            if args.record and len(args.model) == 2 and name == args.model[0]:
+                base_plain = plain_accuracy(model, processor, items)  # only the bars use it
             if args.out:
                 path = Path(args.out) / name.strip("/").replace("/", "_")
                 path.parent.mkdir(parents=True, exist_ok=True)

@@ -794,19 +794,14 @@ def evaluate_skills(
         "spatial_acc": sum(scores["vsr"]) / max(1, len(scores["vsr"])),
     }
     if grit_prompt:
-        z = generate(
-            model,
-            processor,
-            [build_prompt(r.question) for r, _ in items],
-            [im for _, im in items],
-            96,
-        )
-        result |= zero_shot_report(z)
+        prompts = [build_prompt(r.question) for r, _ in items]
+        images = [im for _, im in items]
+        result |= zero_shot_report(generate(model, processor, prompts, images, 96))
         torch.manual_seed(0)  # GRPO samples: what matters is whether *samples* carry tags
-        prompts = [build_prompt(r.question) for r, _ in items for _ in range(4)]
         sampled = generate(
-            model, processor, prompts, [im for _, im in items for _ in range(4)], 96, sample=True
-        )
+            model, processor, [p for p in prompts for _ in range(4)],
+            [im for im in images for _ in range(4)], 96, sample=True,
+        )  # fmt: skip
         report = zero_shot_report(sampled)
         result |= {k.replace("zero_shot", "sampled"): v for k, v in report.items()}
     return result
@@ -936,6 +931,22 @@ def write_model_card(folder: str | Path) -> Path:
 # ---------------------------------------------------------------------------------------------
 
 
+def _run_record(
+    args: argparse.Namespace, argv: Sequence[str] | None, start: float, losses: list[float]
+) -> dict[str, Any]:
+    """What a pretraining or finetuning command leaves in the log: enough to rerun it."""
+    return {
+        "command": "python -m grit_lite.tiny " + " ".join(argv or sys.argv[1:]),
+        "steps": args.steps,
+        "lr": args.lr,
+        "batch": args.batch,
+        "seed": args.seed,
+        "threads": args.threads,
+        "seconds": round(time.perf_counter() - start, 1),
+        "losses": [round(v, 4) for v in losses],
+    }
+
+
 def finetune(args: argparse.Namespace, argv: Sequence[str] | None) -> None:
     """Stage 2: continue a pretrained model on :data:`INSTRUCT_MIX` (real-world scenes, no
     caption stage, a short warm-up) and add the stage to the model's ``pretrain_log.json``."""
@@ -950,18 +961,20 @@ def finetune(args: argparse.Namespace, argv: Sequence[str] | None) -> None:
         zoom_until=1e-9, caption_steps=0,
     )  # fmt: skip
     save_tiny(model, processor, args.out)
-    log["finetune"] = {
-        "command": "python -m grit_lite.tiny " + " ".join(argv or sys.argv[1:]),
-        "steps": args.steps,
-        "lr": args.lr,
-        "batch": args.batch,
-        "seed": args.seed,
-        "threads": args.threads,
-        "seconds": round(time.perf_counter() - start, 1),
-        "losses": [round(v, 4) for v in losses],
-    }
+    log["finetune"] = _run_record(args, argv, start, losses)
     (Path(args.out) / LOG_NAME).write_text(json.dumps(log), encoding="utf-8")
     print(f"{log['finetune']['seconds']:.0f} s")
+
+
+def _training_args(parser: argparse.ArgumentParser, steps: int, lr: float, seed: int) -> None:
+    """The options pretrain and finetune share; only their defaults differ."""
+    parser.add_argument("--steps", type=int, default=steps)
+    parser.add_argument("--lr", type=float, default=lr)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--out", default="data/tiny")
+    parser.add_argument("--seed", type=int, default=seed)
+    parser.add_argument("--log-every", type=int, default=25)
+    parser.add_argument("--threads", type=int, default=2)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -969,23 +982,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m grit_lite.tiny", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     pre = sub.add_parser("pretrain", help="pretrain a fresh tiny model on the skills")
-    pre.add_argument("--steps", type=int, default=1400)
-    pre.add_argument("--lr", type=float, default=3e-3)
-    pre.add_argument("--batch", type=int, default=16)
-    pre.add_argument("--out", default="data/tiny")
-    pre.add_argument("--seed", type=int, default=0)
-    pre.add_argument("--log-every", type=int, default=25)
-    pre.add_argument("--threads", type=int, default=2)
+    _training_args(pre, steps=1400, lr=3e-3, seed=0)
     pre.add_argument("--save-every", type=int, default=0)
     fine = sub.add_parser("finetune", help="stage 2: more instruction following, from --model")
     fine.add_argument("--model", default="data/tiny")
-    fine.add_argument("--steps", type=int, default=300)
-    fine.add_argument("--lr", type=float, default=1e-3)
-    fine.add_argument("--batch", type=int, default=16)
-    fine.add_argument("--out", default="data/tiny")
-    fine.add_argument("--seed", type=int, default=1)
-    fine.add_argument("--log-every", type=int, default=25)
-    fine.add_argument("--threads", type=int, default=2)
+    _training_args(fine, steps=300, lr=1e-3, seed=1)
     ev = sub.add_parser("eval", help="measure the skills on the held-out split")
     ev.add_argument("--model", default="data/tiny")
     ev.add_argument("-n", type=int, default=50)
@@ -1005,19 +1006,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             progress=False,
             save_every=args.save_every,
         )
-        log = {
-            "command": "python -m grit_lite.tiny " + " ".join(argv or sys.argv[1:]),
-            "steps": args.steps,
-            "lr": args.lr,
-            "batch": args.batch,
-            "seed": args.seed,
-            "zoom_until": 0.5,
-            "caption_steps": 150,
-            "threads": args.threads,
-            "seconds": round(time.perf_counter() - start, 1),
-            "torch": torch.__version__,
-            "losses": [round(v, 4) for v in losses],
-        }
+        log = _run_record(args, argv, start, losses)
+        log |= {"zoom_until": 0.5, "caption_steps": 150, "torch": torch.__version__}
         (Path(args.out) / LOG_NAME).write_text(json.dumps(log), encoding="utf-8")
         print(f"final loss {sum(losses[-args.log_every :]) / len(losses[-args.log_every :]):.4f}")
         print(f"{log['seconds']:.0f} s")
