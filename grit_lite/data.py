@@ -376,8 +376,7 @@ def make_scene(
 
     Each object gets its own cell of a grid of 56 px cells and a random size and offset
     inside it, so shapes never overlap and keep at least 8 px apart (room for the shadow).
-    A larger ``cell`` draws a zoomed-in world (bigger shapes, fewer of them): the tiny
-    model's pretraining starts there, see :func:`grit_lite.tiny.zoom_cell`.
+    A larger ``cell`` draws a zoomed-in world (bigger shapes, fewer of them).
     """
     cells = (width // cell) * (height // cell)
     if len(labels) > cells:

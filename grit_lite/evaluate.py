@@ -174,12 +174,12 @@ def evaluate_model(
         prompts = [build_prompt(r.question) for r, _ in chunk]
         texts = generate(model, processor, prompts, [im for _, im in chunk], max_new_tokens, batch)
         for (record, image), text in zip(chunk, texts, strict=True):
-            resized = _resized_for(processor, image)
+            resized = resized_for(processor, image)
             rows.append(score_completion(text, record, resized))
     return rows
 
 
-def _resized_for(processor: Any, image: Any) -> tuple[int, int]:
+def resized_for(processor: Any, image: Any) -> tuple[int, int]:
     """The size the processor feeds the model for ``image`` (its own min/max pixels)."""
     ip = processor.image_processor
     size = getattr(ip, "size", None) or {}
