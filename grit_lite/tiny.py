@@ -1021,8 +1021,8 @@ def _run_record(
 
 
 def finetune(args: argparse.Namespace, argv: Sequence[str] | None) -> None:
-    """Stage 2: continue a pretrained model on :data:`INSTRUCT_MIX` (real-world scenes, no
-    caption stage, a short warm-up) and add the stage to the model's ``pretrain_log.json``."""
+    """Stage 2: continue a pretrained model on :data:`INSTRUCT_MIX` (no vision stage, the
+    tower frozen, a short warm-up) and add the stage to the model's ``pretrain_log.json``."""
     log_path = Path(args.model) / LOG_NAME
     log = json.loads(log_path.read_text(encoding="utf-8")) if log_path.is_file() else {}
     log.pop("skills", None)  # measured on the stage-1 model: no longer this model's
