@@ -355,13 +355,11 @@ def shape_mask(shape: str, size: int) -> np.ndarray:
     raise ValueError(f"unknown shape {shape!r}; choose from {SHAPES}")
 
 
-def _place(
-    rng: random.Random, index: int, size: int, width: int, cell: int = CELL
-) -> tuple[int, int, int, int]:
-    cols = width // cell
-    cx, cy = (index % cols) * cell, (index // cols) * cell
-    x = cx + rng.randint(INSET, cell - INSET - size)
-    y = cy + rng.randint(INSET, cell - INSET - size)
+def _place(rng: random.Random, index: int, size: int, width: int) -> tuple[int, int, int, int]:
+    cols = width // CELL
+    cx, cy = (index % cols) * CELL, (index // cols) * CELL
+    x = cx + rng.randint(INSET, CELL - INSET - size)
+    y = cy + rng.randint(INSET, CELL - INSET - size)
     return (x, y, x + size, y + size)
 
 
@@ -370,22 +368,19 @@ def make_scene(
     labels: Sequence[tuple[str, str]],
     width: int = CANVAS,
     height: int = CANVAS,
-    cell: int = CELL,
 ) -> Scene:
     """A scene with one object per ``(colour, shape)`` in ``labels``, at random places.
 
     Each object gets its own cell of a grid of 56 px cells and a random size and offset
     inside it, so shapes never overlap and keep at least 8 px apart (room for the shadow).
-    A larger ``cell`` draws a zoomed-in world (bigger shapes, fewer of them).
     """
-    cells = (width // cell) * (height // cell)
+    cells = (width // CELL) * (height // CELL)
     if len(labels) > cells:
         raise ValueError(f"at most {cells} objects fit a {width}x{height} canvas")
     chosen = rng.sample(range(cells), len(labels))
-    lo, hi = (round(s * cell / CELL) for s in SIZES)
     objects = []
     for (colour, shape), index in zip(labels, chosen, strict=True):
-        box = _place(rng, index, rng.randint(lo, hi), width, cell)
+        box = _place(rng, index, rng.randint(*SIZES), width)
         objects.append(Obj(colour, shape, box))
     return Scene(width, height, tuple(objects), _background(rng))
 

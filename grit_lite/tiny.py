@@ -401,18 +401,15 @@ def load_tiny(folder: str | Path) -> tuple[Any, Any]:
 # ---------------------------------------------------------------------------------------------
 
 
-def _random_scene(rng: random.Random, cell: int = data.CELL) -> data.Scene:
-    """0-6 copies of one label plus 1-4 random others (the eval split counts 0..6); a larger
-    ``cell`` (a zoomed-in world, fewer cells) shrinks the counts to fit."""
+def _random_scene(rng: random.Random) -> data.Scene:
+    """0-6 copies of one label plus 1-4 random others (the eval split counts 0..6)."""
     labels = [(c, s) for c in data.COLOURS for s in data.SHAPES]
-    cells = (data.CANVAS // cell) ** 2
     target = rng.choice(labels)
-    k = rng.randint(0, min(6, cells))
-    room = min(4, cells - k)
-    others = [rng.choice(labels) for _ in range(rng.randint(min(1, room), room))]
+    k = rng.randint(0, 6)
+    others = [rng.choice(labels) for _ in range(rng.randint(1, 4))]
     picked = [target] * k + others
     rng.shuffle(picked)
-    return data.make_scene(rng, picked, cell=cell)
+    return data.make_scene(rng, picked)
 
 
 def to_model_frame(box: Sequence[float]) -> list[int]:
@@ -450,12 +447,10 @@ def describe(scene: data.Scene, cell: int = data.CELL) -> str:
     return ", ".join(o.label for o in order)
 
 
-def _task(
-    rng: random.Random, scene: data.Scene, kind: str, cell: int = data.CELL
-) -> tuple[str, str]:
+def _task(rng: random.Random, scene: data.Scene, kind: str) -> tuple[str, str]:
     """One (prompt, answer) pair of the given skill about ``scene``."""
     if kind == "describe":
-        return rng.choice(_DESCRIBE_PROMPTS), describe(scene, cell)
+        return rng.choice(_DESCRIBE_PROMPTS), describe(scene)
     if kind == "ground":
         if rng.random() < 0.8:
             colour, shape = rng.choice(scene.objects).label.split()
@@ -471,7 +466,7 @@ def _task(
             q = data.counting_question(scene, rng)
         return q.question, q.answer
     if kind == "instruct":
-        return _instruct(rng, scene, cell)
+        return _instruct(rng, scene)
     if kind == "spatial":
         q = data.spatial_question(scene, rng)
         if q is None:
@@ -490,7 +485,7 @@ def _task(
     return f"{prompt} {instruction}", f"<{tag}>{answer}</{tag}>"
 
 
-def _instruct(rng: random.Random, scene: data.Scene, cell: int) -> tuple[str, str]:
+def _instruct(rng: random.Random, scene: data.Scene) -> tuple[str, str]:
     """Stage 2's format following: longer instructions phrased like GRIT's, one tag each.
 
     The GRIT suffix names a tag "between <think> and </think>" and asks to answer "after
@@ -505,7 +500,7 @@ def _instruct(rng: random.Random, scene: data.Scene, cell: int) -> tuple[str, st
     think-boxes-rethink-answer order.
     """
     kind = rng.choice(("count", "spatial", "ground"))
-    prompt, answer = _task(rng, scene, kind, cell)
+    prompt, answer = _task(rng, scene, kind)
     grit_name = kind != "ground" and rng.random() < 0.3
     tag = rng.choice(GRIT_TAG_NAMES if grit_name else FORMAT_TAGS)
     what = "the coordinates in JSON with key 'bbox_2d'" if kind == "ground" else "the answer"
