@@ -39,7 +39,7 @@ import torch
 from PIL import Image
 
 from grit_lite import data
-from grit_lite.boxes import grounding_scores, parse_boxes
+from grit_lite.boxes import grounding_scores, original_to_qwen, parse_boxes
 from grit_lite.format import GRIT_PROMPT_SUFFIX
 
 # Qwen's special tokens, in Qwen's order. They are appended *after* the BPE vocabulary, as in
@@ -413,8 +413,10 @@ def _random_scene(rng: random.Random) -> data.Scene:
 
 
 def to_model_frame(box: Sequence[float]) -> list[int]:
-    """A canvas box in the pixels the tiny model sees (Qwen's convention: the resized image)."""
-    return [round(v * SIDE / data.CANVAS) for v in box]
+    """A canvas box in the pixels the tiny model sees (Qwen's convention: the resized image),
+    rounded to whole pixels as a model writes them."""
+    canvas = (data.CANVAS, data.CANVAS)
+    return [round(v) for v in original_to_qwen(box, canvas, (SIDE, SIDE))]
 
 
 def grounding_answer(objects: Sequence[data.Obj]) -> str:

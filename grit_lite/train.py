@@ -33,6 +33,7 @@ import torch
 
 from grit_lite import data, rewards, tiny
 from grit_lite.boxes import qwen_to_original
+from grit_lite.evaluate import resized_for
 from grit_lite.format import build_prompt, draw_boxes, parse_completion
 
 HUB = "https://huggingface.co"
@@ -362,8 +363,6 @@ def rollouts(
 ) -> list[dict[str, Any]]:
     """Greedy completions to the GRIT prompt, parsed and scored with the reward preset; the
     think boxes are mapped from the pixels the model saw to the image's, ready to draw."""
-    from grit_lite.evaluate import resized_for
-
     prompts = [build_prompt(r.question) for r, _ in items]
     texts = tiny.generate(model, processor, prompts, [im for _, im in items], max_new_tokens)
     out = []
