@@ -148,24 +148,49 @@ def test_pretraining_examples_never_show_the_grit_chain():
     assert any('"bbox_2d": [' in e["answer"] for e in grounding)
 
 
-def test_stage_two_names_grit_tags_only_singly_and_never_around_boxes():
-    examples = tiny.pretraining_examples(random.Random(2), 600, tiny.INSTRUCT_MIX, images=False)
+def test_stage_two_names_grit_tags_only_singly_and_never_think_around_boxes():
+    examples = tiny.pretraining_examples(random.Random(2), 800, tiny.INSTRUCT_MIX, images=False)
     instruct = [e for e in examples if e["kind"] == "instruct"]
-    assert len(instruct) > 100
+    multi = [e for e in examples if e["kind"] == "multipart"]
+    assert len(instruct) > 100 and len(multi) > 100
     named = 0
     for e in examples:
         text = e["prompt"] + e["answer"]
         assert GRIT_PROMPT_SUFFIX.strip() not in text
         names = {t for t in tiny.GRIT_TAG_NAMES if f"<{t}>" in e["answer"]}
-        assert len(names) <= 1, e  # one tag per example: never a chain
+        assert len(names) <= 1, e  # never two of GRIT's tags: never its chain
+        assert not re.search(r"<think>[^<]*bbox_2d", e["answer"]), e
+        for name in re.findall(r"<(\w+)>", e["answer"]):
+            assert f"<{name}>" in e["prompt"], e  # only the tags the instruction names
         if names:
             named += 1
-            assert e["kind"] == "instruct" and "bbox_2d" not in e["answer"], e
-            assert f"<{names.pop()}>" in e["prompt"]  # the tag the instruction names
-        answer_tags = re.findall(r"<(/?)(\w+)>", e["answer"])
-        assert len({name for _, name in answer_tags}) <= 1, e
-    assert 0.05 < named / len(instruct) < 0.4
+            assert e["kind"] in ("instruct", "multipart"), e
+            assert e["kind"] == "multipart" or "bbox_2d" not in e["answer"], e
+        answer_tags = {name for _, name in re.findall(r"<(/?)(\w+)>", e["answer"])}
+        assert len(answer_tags) <= 1 or e["kind"] == "multipart", e
+    assert 0.05 < named / (len(instruct) + len(multi)) < 0.4
     assert any(e["answer"].startswith("<") and "</" not in e["answer"] for e in instruct)
+    for e in multi:  # one or two closed parts, then the answer after an unclosed last tag
+        *parts, last = re.findall(r"<(\w+)>", e["answer"])
+        assert 1 <= len(parts) <= 2 and all(f"</{t}>" in e["answer"] for t in parts), e
+        assert f"</{last}>" not in e["answer"] and f"after <{last}>" in e["prompt"], e
+    assert any("bbox_2d" in e["answer"] for e in multi)
+
+
+def test_length_grouped_batches_keep_the_mix_and_cut_padding():
+    rng = random.Random(3)
+    batches = tiny.length_grouped(rng, 8, pool=4)
+    drawn = [next(batches) for _ in range(8)]
+    assert all(len(b) == 8 for b in drawn)
+    assert {e["kind"] for b in drawn for e in b} == set(tiny.TASK_MIX)
+
+    def size(e):
+        return len(e["prompt"]) + len(e["answer"])
+
+    padded = sum(8 * max(map(size, b)) for b in drawn)
+    plain = tiny.pretraining_examples(random.Random(3), 64, images=False)
+    unsorted = sum(8 * max(map(size, plain[i : i + 8])) for i in range(0, 64, 8))
+    assert padded < 0.8 * unsorted
 
 
 def test_finetune_continues_a_saved_model_and_logs_the_stage(tmp_path):
