@@ -419,6 +419,12 @@ def to_model_frame(box: Sequence[float]) -> list[int]:
     return [round(v) for v in original_to_qwen(box, canvas, (SIDE, SIDE))]
 
 
+def reading_order(objects: Sequence[data.Obj], cell: int = data.CELL) -> list[data.Obj]:
+    """Row by row of the scene's grid, left to right: the one order captions and box lists
+    share, so that what comes first in an answer depends on the image alone."""
+    return sorted(objects, key=lambda o: (o.box[1] // cell, o.box[0]))
+
+
 def grounding_answer(objects: Sequence[data.Obj]) -> str:
     """Qwen2.5-VL's JSON grounding answer, in the resized image's pixels, in reading order.
 
@@ -426,8 +432,7 @@ def grounding_answer(objects: Sequence[data.Obj]) -> str:
     answer is any of the matching objects, and the best a model can do under the
     cross-entropy loss is the *average* box (measured: one fixed box for every image).
     """
-    ordered = sorted(objects, key=lambda o: (o.box[1] // data.CELL, o.box[0]))
-    items = [{"bbox_2d": to_model_frame(o.box), "label": o.label} for o in ordered]
+    items = [{"bbox_2d": to_model_frame(o.box), "label": o.label} for o in reading_order(objects)]
     return json.dumps(items)
 
 
@@ -445,8 +450,7 @@ _DESCRIBE_PROMPTS = ("Describe the image.", "What shapes are in the picture?", "
 def describe(scene: data.Scene, cell: int = data.CELL) -> str:
     """The shapes of a scene in reading order (row by row of its grid), e.g. "red circle,
     blue square": a caption, the first thing a vision-language model learns to read."""
-    order = sorted(scene.objects, key=lambda o: (o.box[1] // cell, o.box[0] // cell))
-    return ", ".join(o.label for o in order)
+    return ", ".join(o.label for o in reading_order(scene.objects, cell))
 
 
 def _task(rng: random.Random, scene: data.Scene, kind: str) -> tuple[str, str]:
@@ -545,8 +549,8 @@ def _multi_part(rng: random.Random, scene: data.Scene) -> tuple[str, str]:
     ``<note>[{"bbox_2d": ...}]</note> <res>3``. In half of them *one* tag carries a GRIT
     name (a made-up-names-only pilot copied made-up names into the GRIT prompt's answers
     instead): ``answer`` for the last, ``think`` or ``rethink`` for a part, and ``think``
-    never around boxes. Never two GRIT names, so no
-    example holds GRIT's chain: which parts, in which tags, earn reward is RL's to find.
+    never around boxes. Never two GRIT names, so no example holds GRIT's chain: which
+    parts, in which tags, earn reward is RL's to find.
     """
     question = data.counting_question(scene, rng, rng.choice(scene.objects).label.split())
     if rng.random() < 0.5:
@@ -761,7 +765,6 @@ def pretrain(
     progress: bool = True,
     save_every: int = 0,
     vision_steps: int = 1000,
-    freeze_vision: bool = True,
 ) -> tuple[Any, Any, list[float]]:
     """Supervised pretraining of the separate skills; returns (model, processor, losses).
 
@@ -780,7 +783,7 @@ def pretrain(
         model, processor = build_tiny(seed)
     if vision_steps:
         pretrain_vision(model, processor, vision_steps, seed=seed)
-    model.model.visual.requires_grad_(not freeze_vision)
+    model.model.visual.requires_grad_(False)
     torch.manual_seed(seed)
     rng = random.Random(seed)
     params = [p for p in model.parameters() if p.requires_grad]
