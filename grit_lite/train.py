@@ -64,7 +64,7 @@ class Preset:
     temperature: float = 1.0
     num_train_epochs: float = 200.0  # over 20 triplets: 2000 optimisation steps
     max_steps: int = -1  # > 0 overrides the epochs
-    bf16: bool = True
+    bf16: bool = True  # bf16 compute (autocast); a full fine-tune keeps fp32 master weights
     gradient_checkpointing: bool = True  # pays on the 3B (long completions), not on tiny
     save_steps: int = 50
     logging_steps: int = 1
@@ -76,7 +76,8 @@ class Preset:
 
 PRESETS: dict[str, Preset] = {
     "qwen2.5-vl-3b": Preset(
-        note="GRIT's official run: full fine-tuning, bf16, one 80 GB GPU (or 8 with ZeRO-2)."
+        note="GRIT's official run: full fine-tuning, bf16 mixed precision, one 80 GB GPU "
+        "(or 8 with ZeRO-2)."
     ),
     "qwen2.5-vl-3b-lora": Preset(
         lora=True,
@@ -158,7 +159,7 @@ def auto_preset() -> tuple[str, str]:
     if problem is not None:
         return "tiny-cpu", f"CUDA is available but {QWEN_3B} is not ({problem})"
     memory = torch.cuda.get_device_properties(0).total_memory / 2**30
-    if memory < 60:
+    if memory < 75:  # a full fine-tuning step peaked at 74.3 GiB (docs/benchmarks.md)
         return "qwen2.5-vl-3b-lora", f"{memory:.0f} GiB GPU: LoRA instead of full fine-tuning"
     return "qwen2.5-vl-3b", f"{memory:.0f} GiB GPU"
 
@@ -173,16 +174,27 @@ def batch_split(preset: Preset, world_size: int) -> tuple[int, int]:
     return per_device, local // per_device
 
 
+def weight_dtype(preset: Preset) -> torch.dtype:
+    """The dtype the policy's weights are stored in (not the one its matrices multiply in).
+
+    Only frozen weights (LoRA's base) may be bf16. At GRIT's lr of 2e-6 an AdamW step moves a
+    weight of size 0.02 by ~2e-6, far below bf16's rounding step there (1.2e-4): trained in
+    pure bf16, only 3.8 % of such weights changed at all in 10 steps. So a full fine-tune
+    keeps fp32 master weights and ``bf16=True`` computes in bf16 under autocast, as
+    DeepSpeed's bf16 mode does in GRIT's official ZeRO-2 run.
+    """
+    return torch.bfloat16 if preset.bf16 and preset.lora else torch.float32
+
+
 def load_model(preset: Preset, model: Any = None, processor: Any = None) -> tuple[Any, Any]:
     """The policy (with LoRA adapters if asked) and its processor."""
     from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
     if model is None and preset.model == RANDOM_3B:
-        model, processor = random_3b(torch.bfloat16 if preset.bf16 else torch.float32)
+        model, processor = random_3b(weight_dtype(preset))
     if model is None:
         path = resolve_model(preset.model)
-        dtype = torch.bfloat16 if preset.bf16 else torch.float32
-        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(path, dtype=dtype)
+        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(path, dtype=weight_dtype(preset))
         kwargs = {"max_pixels": preset.max_pixels} if preset.max_pixels else {}
         processor = AutoProcessor.from_pretrained(path, **kwargs)
     if preset.lora:
@@ -239,6 +251,7 @@ def grpo_config(
         num_train_epochs=preset.num_train_epochs,
         max_steps=preset.max_steps,
         bf16=preset.bf16,
+        model_init_kwargs={"dtype": "bfloat16"} if preset.bf16 else None,  # the frozen reference
         use_cpu=preset.device == "cpu",
         gradient_checkpointing=preset.gradient_checkpointing,
         save_strategy="steps",
@@ -508,6 +521,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--num-generations", type=int, help="G, completions per prompt (prompts per step kept)"
     )
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    parser.add_argument(
+        "--rollouts", type=int, default=4, help="greedy samples drawn before and after (0: none)"
+    )
     args = parser.parse_args(argv)
     name = args.preset
     if name == "auto":
@@ -516,7 +532,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     preset = with_overrides(PRESETS[name], args)
     output = args.output or f"runs/{name}"
     try:
-        train(preset, output, resume=args.resume, data_folder=args.data)
+        train(preset, output, resume=args.resume, data_folder=args.data, n_rollouts=args.rollouts)
     except (TrainError, data.DataError) as error:
         raise SystemExit(f"error: {error}") from None
     print(f"run folder: {output}")

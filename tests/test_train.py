@@ -66,6 +66,19 @@ def test_gpu_preset_fails_fast_offline(monkeypatch):
     assert train.auto_preset()[0] == "tiny-cpu"
 
 
+@pytest.mark.parametrize(
+    ("gib", "expected"),
+    [(24, "qwen2.5-vl-3b-lora"), (48, "qwen2.5-vl-3b-lora"), (79.2, "qwen2.5-vl-3b")],
+)
+def test_auto_preset_picks_full_fine_tuning_only_where_it_fits(monkeypatch, gib, expected):
+    """Full fine-tuning peaked at 74.3 GiB on the GPU: a 48 GB card gets LoRA."""
+    card = type("Card", (), {"total_memory": int(gib * 2**30)})()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda index: card)
+    monkeypatch.setattr(train, "_cached", lambda name: True)
+    assert train.auto_preset()[0] == expected
+
+
 def test_cli_reports_offline_error_without_a_traceback(monkeypatch, tmp_path):
     monkeypatch.setattr(train, "_cached", lambda name: False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -164,6 +177,28 @@ def test_random_3b_runs_with_the_in_repo_processor(monkeypatch):
     assert train.resolve_model("random-3b") == "random-3b"
 
 
+def test_full_fine_tuning_keeps_fp32_master_weights(monkeypatch, tmp_path):
+    """GRIT's lr (2e-6) is below bf16's rounding step: trained weights must be fp32."""
+    ids = tiny.special_ids(tiny.build_tiny(seed=0)[1].tokenizer)
+    small = tiny.tiny_config(151936, ids, hidden=64, layers=1, vision_hidden=32, vision_depth=1)
+    monkeypatch.setattr(tiny, "qwen25_vl_3b_config", lambda ids: small)
+    full = dataclasses.replace(train.PRESETS["qwen2.5-vl-3b"], model="random-3b", device="cpu")
+    lora = dataclasses.replace(full, lora=True)
+    policy, _ = train.load_model(full)
+    assert {p.dtype for p in policy.parameters()} == {torch.float32}
+    adapted, _ = train.load_model(lora)
+    frozen = {p.dtype for p in adapted.parameters() if not p.requires_grad}
+    assert frozen == {torch.bfloat16}  # LoRA's base never changes: bf16 halves its memory
+    assert {p.dtype for p in adapted.parameters() if p.requires_grad} == {torch.float32}
+    assert train.grpo_config(full, tmp_path).model_init_kwargs == {"dtype": "bfloat16"}
+    # one AdamW step at the preset's lr moves (almost) every weight stored in that dtype
+    weight = torch.nn.Parameter((torch.randn(10_000) * 0.02).to(train.weight_dtype(full)))
+    start = weight.detach().clone()
+    weight.grad = torch.randn_like(weight)
+    torch.optim.AdamW([weight], lr=full.learning_rate).step()
+    assert (weight.detach() != start).float().mean() > 0.99
+
+
 def test_quiet_run_prints_no_log_lines_but_still_logs_them(tmp_path, capsys):
     """progress=False (notebooks): no bar, no printed dicts; metrics.jsonl is complete."""
     capsys.readouterr()
@@ -176,9 +211,14 @@ def test_quiet_run_prints_no_log_lines_but_still_logs_them(tmp_path, capsys):
 
 def test_command_line_overrides_reach_the_preset(monkeypatch, tmp_path):
     seen = {}
-    monkeypatch.setattr(train, "train", lambda preset, output, **kw: seen.update(p=preset))
+    monkeypatch.setattr(train, "train", lambda preset, output, **kw: seen.update(p=preset, **kw))
     train.main(["--preset", "tiny-cpu", "--output", str(tmp_path), "--beta", "0.1",
                 "--temperature", "1.5", "--num-generations", "16", "--lr", "5e-5"])  # fmt: skip
+    assert seen["n_rollouts"] == 4  # before/after samples by default
+    train.main(["--preset", "tiny-cpu", "--output", str(tmp_path), "--rollouts", "0",
+                "--beta", "0.1", "--temperature", "1.5", "--num-generations", "16",
+                "--lr", "5e-5"])  # fmt: skip
+    assert seen["n_rollouts"] == 0  # benchmarks time training alone
     preset = seen["p"]
     assert (preset.beta, preset.temperature, preset.learning_rate) == (0.1, 1.5, 5e-5)
     assert (preset.num_generations, preset.completions_per_step) == (16, 32)  # still 2 prompts
