@@ -158,17 +158,24 @@ def test_shipped_accelerate_configs(name):
     assert per_device * accumulation * config.num_processes == 8
 
 
+def _scale_down_3b(monkeypatch) -> dict[str, int]:
+    """Make ``random-3b`` build a 64-wide model with the 3B's vocabulary; returns its ids."""
+    ids = tiny.special_ids(tiny.build_tiny(seed=0)[1].tokenizer)
+    small = tiny.tiny_config(151936, ids, hidden=64, layers=1, vision_hidden=32, vision_depth=1)
+    monkeypatch.setattr(tiny, "qwen25_vl_3b_config", lambda ids: small)
+    return ids
+
+
 def test_random_3b_runs_with_the_in_repo_processor(monkeypatch):
     """The benchmark model: the 3B's shape with the tiny tokenizer's ids (scaled down here)."""
     from grit_lite import data
 
-    ids = tiny.special_ids(tiny.build_tiny(seed=0)[1].tokenizer)
-    config = tiny.qwen25_vl_3b_config(ids)
+    full_size = tiny.qwen25_vl_3b_config
+    ids = _scale_down_3b(monkeypatch)
+    config = full_size(ids)
     assert (
         config.text_config.vocab_size == 151936 and config.image_token_id == ids["image_token_id"]
     )
-    small = tiny.tiny_config(151936, ids, hidden=64, layers=1, vision_hidden=32, vision_depth=1)
-    monkeypatch.setattr(tiny, "qwen25_vl_3b_config", lambda ids: small)
     preset = dataclasses.replace(train.PRESETS["qwen2.5-vl-3b"], model="random-3b", bf16=False)
     model, processor = train.load_model(preset)
     record, image = data.train_split()[0]
@@ -179,9 +186,7 @@ def test_random_3b_runs_with_the_in_repo_processor(monkeypatch):
 
 def test_full_fine_tuning_keeps_fp32_master_weights(monkeypatch, tmp_path):
     """GRIT's lr (2e-6) is below bf16's rounding step: trained weights must be fp32."""
-    ids = tiny.special_ids(tiny.build_tiny(seed=0)[1].tokenizer)
-    small = tiny.tiny_config(151936, ids, hidden=64, layers=1, vision_hidden=32, vision_depth=1)
-    monkeypatch.setattr(tiny, "qwen25_vl_3b_config", lambda ids: small)
+    _scale_down_3b(monkeypatch)
     full = dataclasses.replace(train.PRESETS["qwen2.5-vl-3b"], model="random-3b", device="cpu")
     lora = dataclasses.replace(full, lora=True)
     policy, _ = train.load_model(full)
@@ -214,12 +219,10 @@ def test_command_line_overrides_reach_the_preset(monkeypatch, tmp_path):
     monkeypatch.setattr(train, "train", lambda preset, output, **kw: seen.update(p=preset, **kw))
     train.main(["--preset", "tiny-cpu", "--output", str(tmp_path), "--beta", "0.1",
                 "--temperature", "1.5", "--num-generations", "16", "--lr", "5e-5"])  # fmt: skip
-    assert seen["n_rollouts"] == 4  # before/after samples by default
-    train.main(["--preset", "tiny-cpu", "--output", str(tmp_path), "--rollouts", "0",
-                "--beta", "0.1", "--temperature", "1.5", "--num-generations", "16",
-                "--lr", "5e-5"])  # fmt: skip
-    assert seen["n_rollouts"] == 0  # benchmarks time training alone
     preset = seen["p"]
     assert (preset.beta, preset.temperature, preset.learning_rate) == (0.1, 1.5, 5e-5)
     assert (preset.num_generations, preset.completions_per_step) == (16, 32)  # still 2 prompts
     assert preset.max_steps == train.PRESETS["tiny-cpu"].max_steps  # untouched
+    assert seen["n_rollouts"] == 4  # before/after samples by default
+    train.main(["--preset", "tiny-cpu", "--output", str(tmp_path), "--rollouts", "0"])
+    assert seen["n_rollouts"] == 0  # benchmarks time training alone
