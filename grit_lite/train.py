@@ -186,6 +186,18 @@ def weight_dtype(preset: Preset) -> torch.dtype:
     return torch.bfloat16 if preset.bf16 and preset.lora else torch.float32
 
 
+def save_reference(model: Any, path: Path, bf16: bool) -> None:
+    """Give an in-memory policy a path for TRL to load its frozen KL reference from.
+
+    TRL reloads the reference from the policy's ``_name_or_path`` (in bf16 under ``bf16``,
+    see ``model_init_kwargs``): saving it in that dtype rather than the fp32 master weights
+    halves what is written and read (15 GB -> 7.5 GB for the 3B).
+    """
+    state = {k: v.to(torch.bfloat16) for k, v in model.state_dict().items()} if bf16 else None
+    model.save_pretrained(path, state_dict=state)
+    model.config._name_or_path = str(path)
+
+
 def load_model(preset: Preset, model: Any = None, processor: Any = None) -> tuple[Any, Any]:
     """The policy (with LoRA adapters if asked) and its processor."""
     from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
@@ -438,9 +450,7 @@ def train(
     items = training_data(data_folder)
     model, processor = load_model(preset, model, processor)
     if preset.beta and not preset.lora and not model.config._name_or_path:
-        # TRL loads the frozen KL reference from the policy's path: give an in-memory model one
-        model.save_pretrained(output / "reference")
-        model.config._name_or_path = str(output / "reference")
+        save_reference(model, output / "reference", preset.bf16)
     args = grpo_config(preset, output, world_size, progress)
     trainer = GRPOTrainer(
         model=model,

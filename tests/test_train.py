@@ -204,6 +204,26 @@ def test_full_fine_tuning_keeps_fp32_master_weights(monkeypatch, tmp_path):
     assert (weight.detach() != start).float().mean() > 0.99
 
 
+def test_in_memory_policy_gets_a_bf16_reference_for_trl(monkeypatch, tmp_path):
+    """The frozen KL reference is read back in bf16: it is written in bf16, not fp32."""
+    from safetensors import safe_open
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    _scale_down_3b(monkeypatch)
+    full = dataclasses.replace(train.PRESETS["qwen2.5-vl-3b"], model="random-3b", device="cpu")
+    policy, _ = train.load_model(full)
+    train.save_reference(policy, tmp_path / "reference", bf16=True)
+    assert policy.config._name_or_path == str(tmp_path / "reference")
+    assert {p.dtype for p in policy.parameters()} == {torch.float32}  # the policy is untouched
+    with safe_open(tmp_path / "reference" / "model.safetensors", "pt") as f:
+        assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"BF16"}
+    ref = Qwen2_5_VLForConditionalGeneration.from_pretrained(
+        tmp_path / "reference", **train.grpo_config(full, tmp_path).model_init_kwargs
+    )
+    for (name, a), b in zip(policy.state_dict().items(), ref.state_dict().values(), strict=True):
+        assert torch.equal(a.to(torch.bfloat16), b), name
+
+
 def test_quiet_run_prints_no_log_lines_but_still_logs_them(tmp_path, capsys):
     """progress=False (notebooks): no bar, no printed dicts; metrics.jsonl is complete."""
     capsys.readouterr()
