@@ -15,7 +15,8 @@ on the synthetic world of :mod:`grit_lite.data` in minutes on two CPU cores:
   canvas is resized to 112 x 112, 8 x 8 patches of 14 px merged 2 x 2 into 16
   ``<|image_pad|>`` tokens, one per cell of the scene's 4 x 4 grid;
 * pretraining has Qwen's two parts in miniature: a vision tower trained on its own first
-  (:func:`pretrain_vision`), then the whole model on the skills, the tower frozen.
+  (:func:`pretrain_vision`), then the language model on the skills, the tower frozen, in
+  phases that build each skill on the one before (:data:`RECIPE`).
 
 Pretraining never shows a think/rethink/answer chain nor GRIT's prompt suffix: that is
 what GRPO has to discover (notebook 06). ``python -m grit_lite.tiny pretrain`` and
@@ -31,7 +32,7 @@ import random
 import re
 import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -240,17 +241,21 @@ def tiny_config(
     hidden: int = 192,
     layers: int = 4,
     heads: int = 4,
-    kv_heads: int = 2,
+    kv_heads: int = 4,
     vision_hidden: int = 96,
     vision_depth: int = 2,
     rope_theta: float = 1e6,
 ) -> Any:
     """A Qwen2.5-VL config shaped like the 3B model, scaled down for a CPU.
 
-    Same ratios as the 3B where they matter: grouped-query attention (fewer KV heads),
-    MLP about 5.4x wider than hidden in text and 2.7x in vision, ``mrope_section`` scaled
-    from [16, 24, 24] (of 64) to the tiny head_dim/2, window attention with the last vision
-    block global, tied embeddings. ``ids`` are the tokenizer's :func:`special_ids`.
+    Same ratios as the 3B where they matter: MLP about 5.4x wider than hidden in text and
+    2.7x in vision, ``mrope_section`` scaled from [16, 24, 24] (of 64) to the tiny
+    head_dim/2, window attention with the last vision block global, tied embeddings.
+    ``ids`` are the tokenizer's :func:`special_ids`. One key/value head per query head, not
+    the 3B's grouped 16:2: grounding needs a look-up from a name to the image token that
+    holds it, and a 1500-step grounding probe reached IoU 0.265 with 4 key/value heads
+    against 0.157 with 2 (``docs/tiny_model_notes.md``, session 12); the 3B's 128-wide
+    heads have room that 48-wide ones do not.
     """
     half = hidden // heads // 2
     t = half // 4  # [16, 24, 24] is 1/4, 3/8, 3/8 of head_dim/2
@@ -475,6 +480,8 @@ def _task(rng: random.Random, scene: data.Scene, kind: str) -> tuple[str, str]:
         return _instruct(rng, scene)
     if kind == "multipart":
         return _multi_part(rng, scene)
+    if kind in ("where", "where2"):
+        return _where(rng, scene, 1 if kind == "where" else 2) or _task(rng, scene, "count")
     if kind == "spatial":
         q = data.spatial_question(scene, rng)
         if q is None:
@@ -491,6 +498,33 @@ def _task(rng: random.Random, scene: data.Scene, kind: str) -> tuple[str, str]:
         )
     ).format(t=tag)
     return f"{prompt} {instruction}", f"<{tag}>{answer}</{tag}>"
+
+
+def _unique(scene: data.Scene) -> list[data.Obj]:
+    """The objects no other object shares a label with: a name picks out exactly one."""
+    labels = [o.label for o in scene.objects]
+    return [o for o in scene.objects if labels.count(o.label) == 1]
+
+
+def _where(rng: random.Random, scene: data.Scene, n: int) -> tuple[str, str] | None:
+    """ "In which columns are the A and the B?" -> "2 and 4": the stepping stone to spatial.
+
+    "Is the A left of the B?" needs two look-ups (where is A, where is B) and a comparison
+    behind one yes/no token, a sparse signal that a model learns late or never (measured:
+    spatial at chance for ten sessions). Naming the places first gives each look-up its own
+    answer token; in the probes that learnt them, and only there, spatial left chance
+    (``docs/tiny_model_notes.md``, sessions 10 and 13). Only objects that are alone of their
+    label are asked about, so the answer is unambiguous.
+    """
+    unique = _unique(scene)
+    if len(unique) < n:
+        return None
+    picked = rng.sample(unique, n)
+    axis = rng.choice(("column", "row"))
+    where = [str(int(o.box[0 if axis == "column" else 1] // data.CELL) + 1) for o in picked]
+    names = " and ".join(f"the {o.label}" for o in picked)
+    verb = "is" if n == 1 else "are"
+    return f"In which {axis}{'s' * (n > 1)} {verb} {names}?", " and ".join(where)
 
 
 def _instruct(rng: random.Random, scene: data.Scene) -> tuple[str, str]:
@@ -573,6 +607,8 @@ def _multi_part(rng: random.Random, scene: data.Scene) -> tuple[str, str]:
     return prompt, f"{reply} <{tags[-1]}>{question.answer}"
 
 
+# One mix of every skill: the default of :func:`pretraining_examples` (and stage 1 before
+# :data:`RECIPE`, which orders the skills in phases).
 TASK_MIX = {"describe": 0.05, "ground": 0.4, "count": 0.3, "spatial": 0.15, "format": 0.1}
 # Stage 2 (``python -m grit_lite.tiny finetune``): the same skills, more instruction following.
 INSTRUCT_MIX = {
@@ -765,6 +801,8 @@ def pretrain(
     progress: bool = True,
     save_every: int = 0,
     vision_steps: int = 1000,
+    stop: Callable[[], bool] | None = None,
+    check_every: int = 500,
 ) -> tuple[Any, Any, list[float]]:
     """Supervised pretraining of the separate skills; returns (model, processor, losses).
 
@@ -775,7 +813,8 @@ def pretrain(
     warm-up then cosine decay to 10 % of ``lr``; fresh examples every step (the synthetic
     world is unlimited, so there is no epoch and nothing to overfit). Deterministic for a
     given seed. Saves model and processor to ``out`` if given (with ``save_every``, also
-    snapshots to ``out/step-N``).
+    snapshots to ``out/step-N``). ``stop``, asked every ``check_every`` steps, ends the run
+    early when it returns True (a measured skill instead of a fixed length).
     """
     from tqdm.auto import tqdm
 
@@ -818,10 +857,109 @@ def pretrain(
                 print(f"step {step + 1} loss {recent:.4f} ({elapsed:.0f} s)", flush=True)
         if out is not None and save_every and (step + 1) % save_every == 0 and step + 1 < steps:
             save_tiny(model, processor, Path(out) / f"step-{step + 1}")
+        if stop is not None and (step + 1) % check_every == 0 and step + 1 < steps:
+            model.eval()
+            done = stop()
+            model.train()
+            if done:
+                break
     model.eval()
     if out is not None:
         save_tiny(model, processor, out)
     return model, processor, losses
+
+
+def right_cell(model: Any, processor: Any, n: int = 64, seed: int = 4321) -> float:
+    """Fraction of "Locate every <label>." answers whose first box lies in the object's cell.
+
+    Grounding hangs on one look-up: from a name in the prompt to the image token holding it.
+    Before it forms, boxes sit on the middle cells (the loss-optimal guess) and the loss
+    barely shows the difference; once it forms, a box in the right cell has IoU ~0.7. So
+    this, not the loss, says when the look-up phase is done (measured in session 13 of
+    ``docs/tiny_model_notes.md``: loss 0.241 with 50 % right cells, 0.230 with 86 %).
+    """
+    rng = random.Random(seed)
+    prompts, images, cells = [], [], []
+    while len(prompts) < n:
+        scene = _random_scene(rng)
+        unique = _unique(scene)
+        if unique:
+            obj = rng.choice(unique)
+            prompts.append(f"Locate every {obj.label}.")
+            images.append(data.render(scene))
+            cells.append((int(obj.box[0] // data.CELL), int(obj.box[1] // data.CELL)))
+    texts = generate(model, processor, prompts, images, 48)
+    return sum(first_box_cell(t) == c for t, c in zip(texts, cells, strict=True)) / n
+
+
+def first_box_cell(text: str) -> tuple[int, int] | None:
+    """(column, row) of the grid cell holding the centre of the first box in ``text``, a
+    model answer in the tiny model's 112 px frame; None without a box."""
+    boxes = parse_boxes(text)
+    if not boxes:
+        return None
+    x1, y1, x2, y2 = (v * data.CANVAS / SIDE for v in boxes[0])
+    return int((x1 + x2) / 2 // data.CELL), int((y1 + y2) / 2 // data.CELL)
+
+
+# Stage 1, phase by phase: (name, mix, steps, lr). The look-up phase repeats (each pass a fresh
+# warm-up and cosine) until :func:`right_cell` reaches LOOKUP_BAR, at most LOOKUP_PASSES times.
+RECIPE = (
+    ("look-up", {"ground": 1.0}, 1500, 1e-3),
+    ("places", {"where2": 0.3, "spatial": 0.25, "ground": 0.2, "count": 0.25}, 1500, 5e-4),
+    ("compare", {"where": 0.1, "where2": 0.4, "spatial": 0.4, "ground": 0.1}, 1500, 1e-3),
+    ("all", {"describe": 0.05, "ground": 0.25, "count": 0.2, "spatial": 0.2, "where2": 0.1,
+             "where": 0.05, "format": 0.05, "instruct": 0.05, "multipart": 0.05}, 1500, 5e-4),
+)  # fmt: skip
+LOOKUP_BAR, LOOKUP_PASSES = 0.8, 4
+
+
+def pretrain_recipe(
+    model: Any,
+    processor: Any,
+    seed: int = 0,
+    batch: int = 16,
+    scale: float = 1.0,
+    snapshots: str | Path | None = None,
+) -> list[dict[str, Any]]:
+    """Stage 1 as :data:`RECIPE`'s phases, in order; returns one log entry per pass.
+
+    Why phases and not one mix: each skill rests on the one before. Mixed from the start,
+    the model learnt box *templates* by place and answered spatial at chance (sessions 3-12
+    of ``docs/tiny_model_notes.md``); grounding alone first grows the name -> image-token
+    look-up (a phase change, at a step that varies between runs, hence the measured stop),
+    the places of one and two objects then turn it into words, and spatial's comparison
+    rests on those. Grounding stays in every later phase: left out, it was erased.
+    ``scale`` shortens every phase (tests); ``snapshots`` keeps the model after each phase
+    in ``snapshots/<phase>`` (to probe or resume a phase without rerunning the ones before).
+    """
+    log = []
+    for i, (name, mix, steps, lr) in enumerate(RECIPE):
+        passes = LOOKUP_PASSES if name == "look-up" else 1
+        for p in range(passes):
+            checks: list[float] = []
+
+            def done(checks: list[float] = checks) -> bool:
+                checks.append(right_cell(model, processor))
+                print(f"look-up: right cell {checks[-1]:.0%}", flush=True)
+                return checks[-1] >= LOOKUP_BAR
+
+            start = time.perf_counter()
+            _, _, losses = pretrain(
+                max(1, int(steps * scale)), lr, batch, None, seed + 10 * i + p, model=model,
+                processor=processor, mix=mix, warmup=20, progress=False, vision_steps=0,
+                stop=done if name == "look-up" else None, check_every=max(1, int(500 * scale)),
+            )  # fmt: skip
+            if name == "look-up" and (not checks or checks[-1] < LOOKUP_BAR):
+                done()
+            log.append({"phase": name, "pass": p, "steps": len(losses), "lr": lr, "mix": mix,
+                        "seconds": round(time.perf_counter() - start, 1), "right_cell": checks,
+                        "losses": [round(v, 4) for v in losses]})  # fmt: skip
+            if checks and checks[-1] >= LOOKUP_BAR:
+                break
+        if snapshots is not None:
+            save_tiny(model, processor, Path(snapshots) / name)
+    return log
 
 
 # ---------------------------------------------------------------------------------------------
@@ -983,13 +1121,25 @@ Qwen2.5-VL-3B-Instruct where nothing can be downloaded.
 
 Stage 0: {vision_steps} steps of the vision tower alone, a linear head on each image token
 predicting the colour, shape, row, column and box of what it holds
-(`grit_lite.tiny.pretrain_vision`; the head is thrown away). Stage 1: {steps} steps of
-batch {batch} (lr {lr}, AdamW, warm-up 50, cosine to 10 %, seed {seed}, batches of examples of
-similar length), the tower frozen, on describing, grounding, counting, spatial and
-format-following examples (`grit_lite.tiny.pretraining_examples`, `TASK_MIX`). **No training
-example contains a think/rethink/answer chain or the GRIT prompt.** Trained in
-**{minutes:.1f} minutes** on {threads} CPU threads (torch {torch}). Why a separate vision
-stage, and what failed without it: `docs/tiny_model_notes.md`.
+(`grit_lite.tiny.pretrain_vision`; the head is thrown away). Stage 1: the language model on
+top of the frozen tower, in the phases of `grit_lite.tiny.RECIPE` (batch {batch}, AdamW,
+each pass with 20 warm-up steps and a cosine to 10 %, batches of examples of similar
+length, seed {seed}). The look-up phase (grounding alone) repeats until 80 % of the boxes
+it writes for 64 fixed single-object prompts lie in the named object's grid cell
+(`grit_lite.tiny.right_cell`, checked every 500 steps), at most {passes} passes:
+
+| phase | pass | mix | lr | steps | minutes | right cell (checks) | loss (last 100) |
+|---|---|---|---|---|---|---|---|
+{phase_rows}
+
+Kinds (`grit_lite.tiny.pretraining_examples`): `where` "In which column is the A?" -> "2",
+`where2` "In which rows are the A and the B?" -> "1 and 4", `format` an answer in a made-up
+tag, `instruct` and `multipart` instructions phrased like GRIT's in one or several parts,
+each with at most one of GRIT's tag names.
+
+**No training example contains a think/rethink/answer chain or the GRIT prompt.** Trained in
+**{minutes:.1f} minutes** on {threads} CPU threads (torch {torch}). Why a vision stage and
+phases, and what failed without them: `docs/tiny_model_notes.md`.
 {stage2}
 ## Measured skills (held-out split, {n} items, `python -m grit_lite.tiny eval -n {n}`)
 
@@ -1047,8 +1197,18 @@ def write_model_card(folder: str | Path) -> Path:
         stage2 = STAGE2.format(
             **f, minutes=f["seconds"] / 60, total=(log["seconds"] + f["seconds"]) / 60
         )
+    rows = [
+        f"| {p['phase']} | {p['pass'] + 1} | "
+        + ", ".join(f"{k} {v:.0%}" for k, v in p["mix"].items())
+        + f" | {p['lr']:g} | {p['steps']} | {p['seconds'] / 60:.1f} | "
+        + (" / ".join(f"{c:.0%}" for c in p["right_cell"]) or "-")
+        + f" | {sum(p['losses'][-100:]) / max(1, len(p['losses'][-100:])):.3f} |"
+        for p in log.get("phases", [])
+    ]
     card = MODEL_CARD.format(
         stage2=stage2,
+        phase_rows="\n".join(rows),
+        passes=LOOKUP_PASSES,
         params=count_parameters(model),
         vocab=len(processor.tokenizer),
         minutes=log["seconds"] / 60,
@@ -1123,9 +1283,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m grit_lite.tiny", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     pre = sub.add_parser("pretrain", help="pretrain a fresh tiny model on the skills")
-    _training_args(pre, steps=7000, lr=1e-3, seed=0)
+    pre.add_argument("--out", default="data/tiny")
+    pre.add_argument("--seed", type=int, default=0)
+    pre.add_argument("--batch", type=int, default=16)
+    pre.add_argument("--threads", type=int, default=2)
     pre.add_argument("--vision-steps", type=int, default=1000)
-    pre.add_argument("--save-every", type=int, default=0)
+    pre.add_argument("--scale", type=float, default=1.0, help="shorten every phase (tests)")
+    pre.add_argument("--snapshots", help="keep the model after each phase in this folder")
     fine = sub.add_parser("finetune", help="stage 2: more instruction following, from --model")
     fine.add_argument("--model", default="data/tiny")
     _training_args(fine, steps=300, lr=1e-3, seed=1)
@@ -1140,15 +1304,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         start = time.perf_counter()
         model, processor = build_tiny(args.seed)  # stage 0 here so its losses reach the log
         vision_losses = pretrain_vision(model, processor, args.vision_steps, seed=args.seed)
-        _, _, losses = pretrain(
-            args.steps, args.lr, args.batch, args.out, args.seed, args.log_every, model=model,
-            processor=processor, progress=False, save_every=args.save_every, vision_steps=0,
-        )  # fmt: skip
-        log = _run_record(args, argv, start, losses)
-        log |= {"vision_steps": args.vision_steps, "torch": torch.__version__}
-        log["vision_losses"] = [round(v, 4) for v in vision_losses]
+        phases = pretrain_recipe(
+            model, processor, args.seed, args.batch, args.scale, args.snapshots
+        )
+        save_tiny(model, processor, args.out)
+        log = {
+            "command": "python -m grit_lite.tiny " + " ".join(argv or sys.argv[1:]),
+            "seconds": round(time.perf_counter() - start, 1),
+            "batch": args.batch, "seed": args.seed, "threads": args.threads,
+            "vision_steps": args.vision_steps, "torch": torch.__version__,
+            "vision_losses": [round(v, 4) for v in vision_losses], "phases": phases,
+        }  # fmt: skip
         (Path(args.out) / LOG_NAME).write_text(json.dumps(log), encoding="utf-8")
-        print(f"final loss {sum(losses[-args.log_every :]) / len(losses[-args.log_every :]):.4f}")
         print(f"{log['seconds']:.0f} s")
     elif args.command == "finetune":
         finetune(args, argv)

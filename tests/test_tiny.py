@@ -413,19 +413,94 @@ def test_shipped_model_skills_match_its_card(shipped):
     assert (tiny.SHIPPED / "README.md").read_text().count(f"{card['counting_acc']:.1%}") == 1
 
 
-def test_model_card_is_written_from_the_log_of_both_stages(tmp_path):
+def test_model_card_is_written_from_the_log(tmp_path):
     """Every number in the card comes from ``pretrain_log.json``; none is retyped."""
     import shutil
 
     shutil.copytree(tiny.SHIPPED, tmp_path / "tiny")
     log_path = tmp_path / "tiny" / tiny.LOG_NAME
     log = json.loads(log_path.read_text())
-    log["finetune"]["seconds"] = 126.0
+    log["seconds"] = 3000.0
+    log["phases"][0]["right_cell"] = [0.25, 0.875]
     log["skills"]["sampled_any_tag"] = 0.3125
     log["skills"]["sampled_tags"]["<rethink>"] = 0.4375
     log_path.write_text(json.dumps(log))
     card = tiny.write_model_card(tmp_path / "tiny").read_text()
-    assert "2.1 minutes" in card  # stage 2: 126 s
-    assert f"{(log['seconds'] + 126.0) / 60:.1f} minutes in all" in card
+    assert "**50.0 minutes**" in card
+    assert "| look-up | 1 | ground 100% | 0.001 |" in card and "| 25% / 88% |" in card
+    names = tuple(f"| {name} |" for name, *_ in tiny.RECIPE)
+    rows = [line for line in card.splitlines() if line.startswith(names)]
+    assert len(rows) == len(log["phases"])
     assert "31.2%" in card and "<rethink> 44%" in card
+    assert "Stage 2" not in card  # no finetune in the log: no stage-2 paragraph
+    command = "python -m grit_lite.tiny finetune --model a --out b"
+    stage2 = {"steps": 300, "lr": 1e-3, "batch": 16, "seed": 1, "seconds": 126.0}
+    log["finetune"] = {"command": command, **stage2}
+    log_path.write_text(json.dumps(log))
+    card = tiny.write_model_card(tmp_path / "tiny").read_text()
+    assert "2.1 minutes" in card and f"{(3000 + 126) / 60:.1f} minutes in all" in card
     assert log["finetune"]["command"] in card
+
+
+def test_where_questions_name_the_cells_of_unique_objects():
+    rng = random.Random(5)
+    for _ in range(200):
+        scene = tiny._random_scene(rng)
+        labels = [o.label for o in scene.objects]
+        for n in (1, 2):
+            asked = tiny._where(rng, scene, n)
+            unique = [o for o in scene.objects if labels.count(o.label) == 1]
+            if asked is None:
+                assert len(unique) < n
+                continue
+            question, answer = asked
+            named = [o for o in unique if f"the {o.label}" in question]
+            assert len(named) == n and labels.count(named[0].label) == 1
+            axis = 0 if "column" in question else 1
+            named.sort(key=lambda o: question.index(o.label))
+            cells = [str(o.box[axis] // data.CELL + 1) for o in named]
+            assert answer == " and ".join(cells), (question, answer)
+    kinds = {e["kind"] for e in tiny.pretraining_examples(rng, 40, {"where2": 1.0}, False)}
+    assert kinds <= {"where2", "count"}  # a scene without two unique labels asks a count
+
+
+def test_first_box_cell_reads_the_centre_in_the_model_frame():
+    # 112 px frame: a 28 px token per grid cell; the box [30, 60, 50, 80] is centred at
+    # (40, 70), so in column 1 and row 2 (from 0)
+    assert tiny.first_box_cell('[{"bbox_2d": [30, 60, 50, 80], "label": "red circle"}]') == (1, 2)
+    assert tiny.first_box_cell("[1, 1, 20, 20] and then [90, 90, 100, 100]") == (0, 0)
+    assert tiny.first_box_cell("no box here") is None
+    assert tiny.first_box_cell(None) is None
+
+
+def test_recipe_stops_the_look_up_phase_on_the_measured_check(monkeypatch, tmp_path):
+    checks = iter([0.1, 0.5, 0.9])  # the third check passes: the look-up phase ends there
+    monkeypatch.setattr(tiny, "right_cell", lambda model, processor: next(checks))
+    small = tiny.build_tiny
+    monkeypatch.setattr(tiny, "build_tiny", lambda seed: small(seed, hidden=64, layers=2,
+                                                               vision_hidden=32))  # fmt: skip
+    tiny.main(["pretrain", "--out", str(tmp_path), "--scale", "0.002", "--batch", "2",
+               "--vision-steps", "1", "--threads", "1"])  # fmt: skip
+    log = json.loads((tmp_path / tiny.LOG_NAME).read_text())
+    phases = [(p["phase"], p["pass"]) for p in log["phases"]]
+    # 3 steps a pass, a check every step: pass 0 checks twice (0.1, 0.5), then its end
+    # is checked (0.9): the look-up is done after one pass, and the other phases follow
+    assert phases == [("look-up", 0), ("places", 0), ("compare", 0), ("all", 0)]
+    assert log["phases"][0]["right_cell"] == [0.1, 0.5, 0.9]
+    assert [p["steps"] for p in log["phases"]] == [3, 3, 3, 3]
+    assert log["command"].startswith("python -m grit_lite.tiny pretrain --out")
+    assert len(log["vision_losses"]) == 1
+    tiny.load_tiny(tmp_path)  # the saved model loads
+
+
+def test_recipe_caps_the_look_up_phase_and_keeps_snapshots(monkeypatch, tmp_path):
+    monkeypatch.setattr(tiny, "right_cell", lambda model, processor: 0.0)
+    monkeypatch.setattr(tiny, "RECIPE", tiny.RECIPE[:2])
+    model, processor = tiny.build_tiny(seed=1, hidden=64, layers=2, vision_hidden=32)
+    log = tiny.pretrain_recipe(model, processor, batch=2, scale=0.002, snapshots=tmp_path)
+    assert [p["pass"] for p in log[:-1]] == list(range(tiny.LOOKUP_PASSES))
+    assert all(p["mix"] == {"ground": 1.0} for p in log[:-1]) and log[-1]["phase"] == "places"
+    after_lookup, _ = tiny.load_tiny(tmp_path / "look-up")
+    final = dict(model.named_parameters())
+    moved = [not torch.equal(p, final[n]) for n, p in after_lookup.named_parameters()]
+    assert any(moved)  # the snapshot is the model before the next phase, not after it
