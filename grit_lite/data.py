@@ -461,6 +461,12 @@ def relation_holds(a: Obj, b: Obj, relation: str, separation: float) -> bool:
 OPPOSITE = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
 
 
+def unique_objects(scene: Scene) -> list[Obj]:
+    """The objects no other object shares a label with: a name picks out exactly one."""
+    labels = [o.label for o in scene.objects]
+    return [o for o in scene.objects if labels.count(o.label) == 1]
+
+
 def spatial_question(
     scene: Scene, rng: random.Random, answer: str | None = None, relation: str | None = None
 ) -> Question | None:
@@ -473,10 +479,7 @@ def spatial_question(
     The boxes are A's then B's.
     """
     separation = min(scene.width, scene.height) / 4
-    counts: dict[str, int] = {}
-    for o in scene.objects:
-        counts[o.label] = counts.get(o.label, 0) + 1
-    unique = [o for o in scene.objects if counts[o.label] == 1]
+    unique = unique_objects(scene)
     options = []
     for a in unique:
         for b in unique:

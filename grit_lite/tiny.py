@@ -500,12 +500,6 @@ def _task(rng: random.Random, scene: data.Scene, kind: str) -> tuple[str, str]:
     return f"{prompt} {instruction}", f"<{tag}>{answer}</{tag}>"
 
 
-def _unique(scene: data.Scene) -> list[data.Obj]:
-    """The objects no other object shares a label with: a name picks out exactly one."""
-    labels = [o.label for o in scene.objects]
-    return [o for o in scene.objects if labels.count(o.label) == 1]
-
-
 def _where(rng: random.Random, scene: data.Scene, n: int) -> tuple[str, str] | None:
     """ "In which columns are the A and the B?" -> "2 and 4": the stepping stone to spatial.
 
@@ -516,7 +510,7 @@ def _where(rng: random.Random, scene: data.Scene, n: int) -> tuple[str, str] | N
     (``docs/tiny_model_notes.md``, sessions 10 and 13). Only objects that are alone of their
     label are asked about, so the answer is unambiguous.
     """
-    unique = _unique(scene)
+    unique = data.unique_objects(scene)
     if len(unique) < n:
         return None
     picked = rng.sample(unique, n)
@@ -799,7 +793,6 @@ def pretrain(
     mix: dict[str, float] | None = None,
     warmup: int = 50,
     progress: bool = True,
-    save_every: int = 0,
     vision_steps: int = 1000,
     stop: Callable[[], bool] | None = None,
     check_every: int = 500,
@@ -812,9 +805,9 @@ def pretrain(
     would only blur it, and skipping its backward pass saves time). AdamW with linear
     warm-up then cosine decay to 10 % of ``lr``; fresh examples every step (the synthetic
     world is unlimited, so there is no epoch and nothing to overfit). Deterministic for a
-    given seed. Saves model and processor to ``out`` if given (with ``save_every``, also
-    snapshots to ``out/step-N``). ``stop``, asked every ``check_every`` steps, ends the run
-    early when it returns True (a measured skill instead of a fixed length).
+    given seed. Saves model and processor to ``out`` if given. ``stop``, asked every
+    ``check_every`` steps, ends the run early when it returns True (a measured skill instead
+    of a fixed length).
     """
     from tqdm.auto import tqdm
 
@@ -855,8 +848,6 @@ def pretrain(
             if not progress:
                 elapsed = time.perf_counter() - start
                 print(f"step {step + 1} loss {recent:.4f} ({elapsed:.0f} s)", flush=True)
-        if out is not None and save_every and (step + 1) % save_every == 0 and step + 1 < steps:
-            save_tiny(model, processor, Path(out) / f"step-{step + 1}")
         if stop is not None and (step + 1) % check_every == 0 and step + 1 < steps:
             model.eval()
             done = stop()
@@ -882,7 +873,7 @@ def right_cell(model: Any, processor: Any, n: int = 64, seed: int = 4321) -> flo
     prompts, images, cells = [], [], []
     while len(prompts) < n:
         scene = _random_scene(rng)
-        unique = _unique(scene)
+        unique = data.unique_objects(scene)
         if unique:
             obj = rng.choice(unique)
             prompts.append(f"Locate every {obj.label}.")
@@ -935,8 +926,8 @@ def pretrain_recipe(
     """
     log = []
     for i, (name, mix, steps, lr) in enumerate(RECIPE):
-        passes = LOOKUP_PASSES if name == "look-up" else 1
-        for p in range(passes):
+        measured = name == "look-up"  # the phase that repeats until right_cell passes
+        for p in range(LOOKUP_PASSES if measured else 1):
             checks: list[float] = []
 
             def done(checks: list[float] = checks) -> bool:
@@ -948,10 +939,10 @@ def pretrain_recipe(
             _, _, losses = pretrain(
                 max(1, int(steps * scale)), lr, batch, None, seed + 10 * i + p, model=model,
                 processor=processor, mix=mix, warmup=20, progress=False, vision_steps=0,
-                stop=done if name == "look-up" else None, check_every=max(1, int(500 * scale)),
+                stop=done if measured else None, check_every=max(1, int(500 * scale)),
             )  # fmt: skip
-            if name == "look-up" and (not checks or checks[-1] < LOOKUP_BAR):
-                done()
+            if measured and (not checks or checks[-1] < LOOKUP_BAR):
+                done()  # the pass's last step: the in-loop check skips it
             log.append({"phase": name, "pass": p, "steps": len(losses), "lr": lr, "mix": mix,
                         "seconds": round(time.perf_counter() - start, 1), "right_cell": checks,
                         "losses": [round(v, 4) for v in losses]})  # fmt: skip
