@@ -159,7 +159,7 @@ def auto_preset() -> tuple[str, str]:
     if problem is not None:
         return "tiny-cpu", f"CUDA is available but {QWEN_3B} is not ({problem})"
     memory = torch.cuda.get_device_properties(0).total_memory / 2**30
-    if memory < 75:  # a full fine-tuning step peaked at 74.3 GiB (docs/benchmarks.md)
+    if memory < 75:  # full fine-tuning peaked at 74.5 GiB on an H100 80GB (docs/benchmarks.md)
         return "qwen2.5-vl-3b-lora", f"{memory:.0f} GiB GPU: LoRA instead of full fine-tuning"
     return "qwen2.5-vl-3b", f"{memory:.0f} GiB GPU"
 
