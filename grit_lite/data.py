@@ -319,6 +319,16 @@ class Obj:
         x1, y1, x2, y2 = self.box
         return (x1 + x2) / 2, (y1 + y2) / 2
 
+    @property
+    def cell(self) -> tuple[int, int]:
+        """(column, row) of the grid cell the shape was drawn in (it never crosses a border)."""
+        return cell_at(self.box[0], self.box[1])
+
+
+def cell_at(x: float, y: float) -> tuple[int, int]:
+    """(column, row), from 0, of the grid cell holding the canvas point (x, y)."""
+    return int(x // CELL), int(y // CELL)
+
 
 @dataclass(frozen=True)
 class Scene:

@@ -515,7 +515,7 @@ def _where(rng: random.Random, scene: data.Scene, n: int) -> tuple[str, str] | N
         return None
     picked = rng.sample(unique, n)
     axis = rng.choice(("column", "row"))
-    where = [str(int(o.box[0 if axis == "column" else 1] // data.CELL) + 1) for o in picked]
+    where = [str(o.cell[0 if axis == "column" else 1] + 1) for o in picked]
     names = " and ".join(f"the {o.label}" for o in picked)
     verb = "is" if n == 1 else "are"
     return f"In which {axis}{'s' * (n > 1)} {verb} {names}?", " and ".join(where)
@@ -706,7 +706,7 @@ def cell_targets(scenes: Sequence[data.Scene]) -> dict[str, torch.Tensor]:
     for i, scene in enumerate(scenes):
         for obj in scene.objects:
             x1, y1, x2, y2 = obj.box
-            cx, cy = x1 // data.CELL, y1 // data.CELL
+            cx, cy = obj.cell
             t = cy * side + cx
             out["colour"][i, t] = colours.index(obj.colour) + 1
             out["shape"][i, t] = shapes.index(obj.shape) + 1
@@ -878,7 +878,7 @@ def right_cell(model: Any, processor: Any, n: int = 64, seed: int = 4321) -> flo
             obj = rng.choice(unique)
             prompts.append(f"Locate every {obj.label}.")
             images.append(data.render(scene))
-            cells.append((int(obj.box[0] // data.CELL), int(obj.box[1] // data.CELL)))
+            cells.append(obj.cell)
     texts = generate(model, processor, prompts, images, 48)
     return sum(first_box_cell(t) == c for t, c in zip(texts, cells, strict=True)) / n
 
@@ -890,7 +890,7 @@ def first_box_cell(text: str) -> tuple[int, int] | None:
     if not boxes:
         return None
     x1, y1, x2, y2 = (v * data.CANVAS / SIDE for v in boxes[0])
-    return int((x1 + x2) / 2 // data.CELL), int((y1 + y2) / 2 // data.CELL)
+    return data.cell_at((x1 + x2) / 2, (y1 + y2) / 2)
 
 
 # Stage 1, phase by phase: (name, mix, steps, lr). The look-up phase repeats (each pass a fresh
