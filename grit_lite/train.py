@@ -443,6 +443,9 @@ def train(
 
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
+    checkpoint = resume and any(output.glob("checkpoint-*"))
+    if not checkpoint:  # a new run into an old folder: its curves must not join the old ones
+        (output / "metrics.jsonl").unlink(missing_ok=True)
     (output / "preset.json").write_text(json.dumps(dataclasses.asdict(preset), indent=1))
     if preset.device == "cpu":
         torch.set_num_threads(min(2, os.cpu_count() or 1))
@@ -471,7 +474,6 @@ def train(
     if main and n_rollouts and not resume:
         start = rollouts(trainer.model, processor, shown, tokens)
         _write_rollouts(output, "start", start, shown)
-    checkpoint = resume and any(output.glob("checkpoint-*"))
     trainer.train(resume_from_checkpoint=True if checkpoint else None)
     trainer.save_model(str(output / "final"))
     if main:

@@ -232,6 +232,9 @@ def test_quiet_run_prints_no_log_lines_but_still_logs_them(tmp_path, capsys):
     assert "'loss'" not in printed.out and "/3 [" not in printed.err  # the trainer's bar
     logged = train.read_metrics(tmp_path / "quiet" / "metrics.jsonl")
     assert [row["step"] for row in logged] == [1, 2, 3]
+    _small_run(tmp_path / "quiet", progress=False)  # a new run into the same folder
+    logged = train.read_metrics(tmp_path / "quiet" / "metrics.jsonl")
+    assert [row["step"] for row in logged] == [1, 2, 3]  # its own steps, not the old run's too
 
 
 def test_command_line_overrides_reach_the_preset(monkeypatch, tmp_path):
