@@ -478,13 +478,16 @@ def unique_objects(scene: Scene) -> list[Obj]:
 
 
 def spatial_question(
-    scene: Scene, rng: random.Random, answer: str | None = None, relation: str | None = None
+    scene: Scene,
+    rng: random.Random,
+    answer: str | None = None,
+    relations: Sequence[str] = RELATIONS,
 ) -> Question | None:
     """ "Is the <A> <relation> the <B>?" (VSR-like), answered "yes" or "no"; None if no pair fits.
 
     Only unambiguous questions are asked: A and B are each the only object of their colour
     and shape, and their centres are at least a quarter of the canvas apart along the
-    relation's axis, either way round ("yes" or a clear "no"). ``answer`` and ``relation``
+    relation's axis, either way round ("yes" or a clear "no"). ``answer`` and ``relations``
     restrict the choice.
     The boxes are A's then B's.
     """
@@ -495,12 +498,12 @@ def spatial_question(
         for b in unique:
             if a is b:
                 continue
-            for rel in RELATIONS:
+            for rel in relations:
                 if relation_holds(a, b, rel, separation):
                     options.append((a, b, rel, "yes"))
                 elif relation_holds(a, b, OPPOSITE[rel], separation):
                     options.append((a, b, rel, "no"))
-    options = [o for o in options if answer in (None, o[3]) and relation in (None, o[2])]
+    options = [o for o in options if answer in (None, o[3])]
     if not options:
         return None
     a, b, rel, truth = rng.choice(options)
@@ -536,7 +539,7 @@ def _spatial_item(rng: random.Random, answer: str, relation: str) -> tuple[Scene
     while True:
         labels = rng.sample(_all_labels(), rng.randint(2, 4))
         scene = make_scene(rng, labels)
-        question = spatial_question(scene, rng, answer, relation)
+        question = spatial_question(scene, rng, answer, (relation,))
         if question is not None:
             return scene, question
 

@@ -482,8 +482,9 @@ def _task(rng: random.Random, scene: data.Scene, kind: str) -> tuple[str, str]:
         return _multi_part(rng, scene)
     if kind in ("where", "where2"):
         return _where(rng, scene, 1 if kind == "where" else 2) or _task(rng, scene, "count")
-    if kind == "spatial":
-        q = data.spatial_question(scene, rng)
+    if kind.startswith("spatial"):  # "spatial", or "spatial:left of,right of" for only those
+        relations = kind.partition(":")[2].split(",") if ":" in kind else data.RELATIONS
+        q = data.spatial_question(scene, rng, relations=relations)
         if q is None:
             return _task(rng, scene, "count")
         return q.question, q.answer

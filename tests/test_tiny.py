@@ -464,6 +464,27 @@ def test_where_questions_name_the_cells_of_unique_objects():
     assert kinds <= {"where2", "count"}  # a scene without two unique labels asks a count
 
 
+def test_a_spatial_kind_can_ask_about_some_relations_only():
+    rng = random.Random(3)
+    asked = set()
+    for _ in range(300):
+        scene = tiny._random_scene(rng)
+        question, answer = tiny._task(rng, scene, "spatial:left of,above")
+        if not question.startswith("Is the "):
+            continue  # no clear pair for these relations: a counting question instead
+        first, relation, second = re.fullmatch(
+            r"Is the (\w+ \w+) (left of|right of|above|below) the (\w+ \w+)\?", question
+        ).groups()
+        asked.add(relation)
+        (a,) = [o for o in scene.objects if o.label == first]  # named: alone of its label
+        (b,) = [o for o in scene.objects if o.label == second]
+        assert answer == ("yes" if data.relation_holds(a, b, relation, 0) else "no"), question
+    assert asked == {"left of", "above"}
+    # unrestricted, all four relations are asked
+    asked_all = [tiny._task(rng, tiny._random_scene(rng), "spatial")[0] for _ in range(300)]
+    assert all(any(f" {r} the " in q for q in asked_all) for r in data.RELATIONS)
+
+
 def test_first_box_cell_reads_the_centre_in_the_model_frame():
     # 112 px frame: a 28 px token per grid cell; the box [30, 60, 50, 80] is centred at
     # (40, 70), so in column 1 and row 2 (from 0)
