@@ -506,9 +506,12 @@ def test_recipe_stops_the_look_up_phase_on_the_measured_check(monkeypatch, tmp_p
     phases = [(p["phase"], p["pass"]) for p in log["phases"]]
     # 3 steps a pass, a check every step: pass 0 checks twice (0.1, 0.5), then its end
     # is checked (0.9): the look-up is done after one pass, and the other phases follow
-    assert phases == [("look-up", 0), ("places", 0), ("compare", 0), ("all", 0)]
+    names = ["look-up", "places", "compare", "all", "left", "left-right", "three", "vertical",
+             "relations"]  # fmt: skip
+    assert phases == [(name, 0) for name in names]
     assert log["phases"][0]["right_cell"] == [0.1, 0.5, 0.9]
-    assert [p["steps"] for p in log["phases"]] == [3, 3, 3, 3]
+    # 1500 steps scaled by 0.002 are 3; the 300- and 600-step spatial phases keep 1 step
+    assert [p["steps"] for p in log["phases"]] == [3, 3, 3, 3, 1, 1, 1, 1, 1]
     assert log["command"].startswith("python -m grit_lite.tiny pretrain --out")
     assert len(log["vision_losses"]) == 1
     tiny.load_tiny(tmp_path)  # the saved model loads
