@@ -938,7 +938,9 @@ def pretrain_recipe(
     of ``docs/tiny_model_notes.md``); grounding alone first grows the name -> image-token
     look-up (a phase change, at a step that varies between runs, hence the measured stop),
     the places of one and two objects then turn it into words, and spatial's comparison
-    rests on those. Grounding stays in every later phase: left out, it was erased.
+    rests on those, learnt one relation at a time (the sign of the comparison depends on
+    the relation's word; four words at once never got started). Grounding stays in every
+    later phase: left out, it was erased.
     ``scale`` shortens every phase (tests); ``snapshots`` keeps the model after each phase
     in ``snapshots/<phase>`` (to probe or resume a phase without rerunning the ones before).
     """
