@@ -1191,13 +1191,13 @@ STAGE2 = """
     {command}
 
 {steps} more steps of batch {batch} (lr {lr}, warm-up 20, cosine, seed {seed}) on the same
-skills plus instructions phrased like GRIT's: 15 % around *one* tag ("write the answer
-between <t> and </t>", "answer the question after <t>"), 40 % in several parts ("First, list
-the shapes between <a> and </a>. Then, output the coordinates ... between <b> and </b> and
-then answer the question after <c>."). In some of them *one* tag is `think`, `rethink` or
-`answer`, as a real instruction-tuned model has met them; never two of them, never `think`
-around boxes, never the GRIT prompt: the chain itself is left to RL. {minutes:.1f} minutes;
-**{total:.1f} minutes in all**.
+skills plus instructions phrased like GRIT's: {instruct:.0f} % around *one* tag ("write the
+answer between <t> and </t>", "answer the question after <t>"), {multipart:.0f} % in several
+parts ("First, list the shapes between <a> and </a>. Then, output the coordinates ...
+between <b> and </b> and then answer the question after <c>."). In some of them *one* tag
+is `think`, `rethink` or `answer`, as a real instruction-tuned model has met them; never two
+of them, never `think` around boxes, never the GRIT prompt: the chain itself is left to RL.
+{minutes:.1f} minutes; **{total:.1f} minutes in all**.
 """
 
 
@@ -1211,7 +1211,8 @@ def write_model_card(folder: str | Path) -> Path:
     if "finetune" in log:
         f = log["finetune"]
         stage2 = STAGE2.format(
-            **f, minutes=f["seconds"] / 60, total=(log["seconds"] + f["seconds"]) / 60
+            **f, minutes=f["seconds"] / 60, total=(log["seconds"] + f["seconds"]) / 60,
+            instruct=100 * INSTRUCT_MIX["instruct"], multipart=100 * INSTRUCT_MIX["multipart"]
         )
     rows = [
         f"| {p['phase']} | {p['pass'] + 1} | "
