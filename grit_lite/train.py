@@ -503,6 +503,7 @@ def with_overrides(preset: Preset, args: argparse.Namespace) -> Preset:
         "seed": args.seed,
         "beta": args.beta,
         "temperature": args.temperature,
+        "warmup": args.warmup,
         "lora": True if args.lora else None,
     }
     if args.num_generations:
@@ -529,6 +530,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seed", type=int)
     parser.add_argument("--beta", type=float, help="KL weight")
     parser.add_argument("--temperature", type=float, help="sampling temperature")
+    parser.add_argument("--warmup", type=float, help="warm-up steps, or a fraction when < 1")
     parser.add_argument(
         "--num-generations", type=int, help="G, completions per prompt (prompts per step kept)"
     )
