@@ -35,6 +35,7 @@ from grit_lite import data, rewards, tiny
 from grit_lite.boxes import qwen_to_original
 from grit_lite.evaluate import resized_for
 from grit_lite.format import build_prompt, draw_boxes, parse_completion
+from grit_lite.grpo import LOSS_TYPES
 
 HUB = "https://huggingface.co"
 QWEN_3B = "Qwen/Qwen2.5-VL-3B-Instruct"
@@ -507,6 +508,7 @@ def with_overrides(preset: Preset, args: argparse.Namespace) -> Preset:
         "beta": args.beta,
         "temperature": args.temperature,
         "warmup": args.warmup,
+        "loss_type": args.loss_type,
         "lora": True if args.lora else None,
     }
     if args.num_generations:
@@ -534,6 +536,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--beta", type=float, help="KL weight")
     parser.add_argument("--temperature", type=float, help="sampling temperature")
     parser.add_argument("--warmup", type=float, help="warm-up steps, or a fraction when < 1")
+    parser.add_argument("--loss-type", choices=LOSS_TYPES, help="how token losses are averaged")
     parser.add_argument(
         "--num-generations", type=int, help="G, completions per prompt (prompts per step kept)"
     )

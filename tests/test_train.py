@@ -242,10 +242,10 @@ def test_command_line_overrides_reach_the_preset(monkeypatch, tmp_path):
     monkeypatch.setattr(train, "train", lambda preset, output, **kw: seen.update(p=preset, **kw))
     train.main(["--preset", "tiny-cpu", "--output", str(tmp_path), "--beta", "0.1",
                 "--temperature", "1.5", "--num-generations", "4", "--lr", "5e-5",
-                "--warmup", "0.25"])  # fmt: skip
+                "--warmup", "0.25", "--loss-type", "dr_grpo"])  # fmt: skip
     preset = seen["p"]
     assert (preset.beta, preset.temperature, preset.learning_rate) == (0.1, 1.5, 5e-5)
-    assert preset.warmup == 0.25
+    assert (preset.warmup, preset.loss_type) == (0.25, "dr_grpo")
     assert (preset.num_generations, preset.completions_per_step) == (4, 8)  # still 2 prompts
     assert preset.max_steps == train.PRESETS["tiny-cpu"].max_steps  # untouched
     assert seen["n_rollouts"] == 4  # before/after samples by default
