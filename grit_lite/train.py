@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from grit_lite import data, rewards, tiny
+from grit_lite import data, gpu, rewards, tiny
 from grit_lite.boxes import qwen_to_original
 from grit_lite.evaluate import resized_for
 from grit_lite.format import build_prompt, draw_boxes, parse_completion
@@ -65,11 +65,15 @@ class Preset:
     temperature: float = 1.0
     num_train_epochs: float = 200.0  # over 20 triplets: 2000 optimisation steps
     max_steps: int = -1  # > 0 overrides the epochs
-    bf16: bool = True  # bf16 compute (autocast); a full fine-tune keeps fp32 master weights
+    bf16: bool = True  # bf16 weights and compute; a full fine-tune's optimiser keeps fp32 masters
+    fp16: bool = False  # for GPUs without bf16 (T4): fp16 autocast with loss scaling, LoRA only
     gradient_checkpointing: bool = True  # pays on the 3B (long completions), not on tiny
     save_steps: int = 50
     logging_steps: int = 1
     max_pixels: int | None = None  # cap the image size the processor feeds the model
+    fast_sampling: bool = True  # static KV cache; decoding compiled into CUDA graphs on a GPU
+    vllm: str | None = None  # sample with vLLM: "colocate" (same GPU) or "server" (its own GPU)
+    vllm_url: str | None = None  # the vLLM server's address with vllm="server"
     seed: int = 42
     rewards: str = "grit"  # "grit" (as released) or "clean" (notebook 03's variant)
     note: str = field(default="", compare=False)
@@ -86,6 +90,16 @@ PRESETS: dict[str, Preset] = {
         max_per_device=2,
         note="LoRA r=64 on every language-model projection: fits a 24 GB GPU.",
     ),
+    "qwen2.5-vl-3b-colab": Preset(
+        lora=True,
+        learning_rate=2e-5,
+        bf16=False,  # a T4 has no bf16: fp16 base weights, fp32 adapters, loss scaling
+        fp16=True,
+        max_per_device=2,
+        max_completion_length=512,  # GRIT's answers are a few hundred tokens at most
+        max_pixels=256 * 28 * 28,  # 448 x 448: at most 256 image tokens a prompt
+        note="LoRA r=64 in fp16 with capped images and completions: a free Colab T4 (16 GB).",
+    ),
     "tiny-cpu": Preset(
         model="tiny",
         device="cpu",
@@ -101,6 +115,7 @@ PRESETS: dict[str, Preset] = {
         max_steps=200,  # minutes on 2 idle cores (time: data/runs/tiny-cpu/run.json)
         bf16=False,
         gradient_checkpointing=False,
+        fast_sampling=False,  # CUDA graphs are a GPU feature; the recorded run decodes eagerly
         save_steps=25,
         note="The shipped tiny model on the 20 synthetic triplets, 2 CPU cores.",
     ),
@@ -163,6 +178,10 @@ def auto_preset() -> tuple[str, str]:
     if problem is not None:
         return "tiny-cpu", f"CUDA is available but {QWEN_3B} is not ({problem})"
     memory = torch.cuda.get_device_properties(0).total_memory / 2**30
+    if not torch.cuda.is_bf16_supported():
+        return "qwen2.5-vl-3b-colab", f"{memory:.0f} GiB GPU without bf16: fp16 LoRA"
+    if memory < 24:
+        return "qwen2.5-vl-3b-colab", f"{memory:.0f} GiB GPU: LoRA with capped lengths"
     if memory < 75:  # full fine-tuning peaked at 74.5 GiB on an H100 80GB (docs/benchmarks.md)
         return "qwen2.5-vl-3b-lora", f"{memory:.0f} GiB GPU: LoRA instead of full fine-tuning"
     return "qwen2.5-vl-3b", f"{memory:.0f} GiB GPU"
@@ -179,23 +198,26 @@ def batch_split(preset: Preset, world_size: int) -> tuple[int, int]:
 
 
 def weight_dtype(preset: Preset) -> torch.dtype:
-    """The dtype the policy's weights are stored in (not the one its matrices multiply in).
+    """The dtype the policy's weights are stored in.
 
-    Only frozen weights (LoRA's base) may be bf16. At GRIT's lr of 2e-6 an AdamW step moves a
-    weight of size 0.02 by ~2e-6, far below bf16's rounding step there (1.2e-4): trained in
-    pure bf16, only 3.8 % of such weights changed at all in 10 steps. So a full fine-tune
-    keeps fp32 master weights and ``bf16=True`` computes in bf16 under autocast, as
-    DeepSpeed's bf16 mode does in GRIT's official ZeRO-2 run.
+    Sampling reads every weight once per token, so it should read them in the dtype the
+    matrices multiply in: bf16 under ``bf16``. A full fine-tune cannot be *updated* in bf16
+    (GRIT's lr of 2e-6 moves a weight of size 0.02 by ~2e-6, far below bf16's rounding step
+    of 1.2e-4 there: in pure bf16 only 3.8 % of such weights changed in 10 steps), so its
+    optimiser keeps fp32 masters (:class:`grit_lite.gpu.MasterWeightAdamW`), as DeepSpeed's
+    bf16 mode does in GRIT's ZeRO-2 run. Under ``fp16`` only a LoRA base (frozen) is fp16.
     """
-    return torch.bfloat16 if preset.bf16 and preset.lora else torch.float32
+    if preset.bf16:
+        return torch.bfloat16
+    return torch.float16 if preset.fp16 and preset.lora else torch.float32
 
 
 def save_reference(model: Any, path: Path, bf16: bool) -> None:
     """Give an in-memory policy a path for TRL to load its frozen KL reference from.
 
     TRL reloads the reference from the policy's ``_name_or_path`` (in bf16 under ``bf16``,
-    see ``model_init_kwargs``): saving it in that dtype rather than the fp32 master weights
-    halves what is written and read (15 GB -> 7.5 GB for the 3B).
+    see ``model_init_kwargs``): saving it in that dtype rather than fp32 halves what is
+    written and read (15 GB -> 7.5 GB for the 3B).
     """
     state = {k: v.to(torch.bfloat16) for k, v in model.state_dict().items()} if bf16 else None
     model.save_pretrained(path, state_dict=state)
@@ -250,6 +272,11 @@ def grpo_config(
     from trl import GRPOConfig
 
     per_device, accumulation = batch_split(preset, world_size)
+    fast = preset.fast_sampling and not preset.vllm
+    vllm = {}
+    if preset.vllm:
+        vllm = {"use_vllm": True, "vllm_mode": preset.vllm, "vllm_server_base_url": preset.vllm_url}
+    reference = "bfloat16" if preset.bf16 else "float16" if preset.fp16 else None
     return GRPOConfig(
         output_dir=str(output),
         learning_rate=preset.learning_rate,
@@ -263,11 +290,17 @@ def grpo_config(
         scale_rewards="group",
         use_bias_correction_kl=False,  # the plain k3 estimator of the paper (notebook 04)
         max_completion_length=preset.max_completion_length,
+        # one static cache for every step, sized for the longest prompt: no recompiles
+        cache_implementation="static" if fast else None,
+        generation_kwargs={"max_cache_len": preset.max_prompt_length + preset.max_completion_length}
+        if fast
+        else None,
         temperature=preset.temperature,
         num_train_epochs=preset.num_train_epochs,
         max_steps=preset.max_steps,
         bf16=preset.bf16,
-        model_init_kwargs={"dtype": "bfloat16"} if preset.bf16 else None,  # the frozen reference
+        fp16=preset.fp16,
+        model_init_kwargs={"dtype": reference} if reference else None,  # the frozen reference
         use_cpu=preset.device == "cpu",
         gradient_checkpointing=preset.gradient_checkpointing,
         save_strategy="steps",
@@ -280,6 +313,7 @@ def grpo_config(
         remove_unused_columns=False,
         log_completions=False,
         disable_tqdm=not progress,
+        **vllm,
     )
 
 
@@ -320,6 +354,39 @@ def metrics_callback(path: Path) -> Any:
                     f.write(json.dumps({"step": state.global_step, **logs}) + "\n")
 
     return Metrics()
+
+
+def tune_for_speed(trainer: Any, preset: Preset) -> None:
+    """The GPU fixes of :mod:`grit_lite.gpu` that ``preset`` asks for, on a built trainer."""
+    gpu.stop_hook_leak(trainer.model)
+    if trainer.args.cache_implementation == "static":
+        gpu.compile_decoding(trainer)
+    sharded = trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled  # they keep masters
+    low_precision = next(trainer.model.parameters()).dtype != torch.float32
+    if not preset.lora and low_precision and not sharded:
+        trainer.optimizer = gpu.master_weight_optimizer(trainer, trainer.model)
+
+
+def reload_weights_on_resume(trainer: Any) -> None:
+    """Make ``--resume`` load a full model's weights back.
+
+    ``save_pretrained`` writes Qwen2.5-VL's weights under the hub's key names
+    (``model.layers.0...``) while the module tree names them ``model.language_model.layers.0...``;
+    ``Trainer`` reloads a checkpoint with a plain ``load_state_dict(strict=False)``, which
+    matches no key and leaves the weights where they started. ``from_pretrained`` maps the
+    names, so the checkpoint is read with it. Adapters (LoRA) reload correctly already.
+    """
+    original = trainer._load_from_checkpoint
+
+    def load(resume_from_checkpoint: str, model: Any = None) -> None:
+        target = trainer.model if model is None else model
+        if hasattr(target, "get_base_model") or trainer.is_deepspeed_enabled:
+            return original(resume_from_checkpoint, model)
+        saved = type(target).from_pretrained(resume_from_checkpoint, dtype=target.dtype)
+        target.load_state_dict(saved.state_dict())  # strict: every weight or an error
+        del saved
+
+    trainer._load_from_checkpoint = load
 
 
 def time_generation(trainer: Any, single_thread: bool = False) -> None:
@@ -445,6 +512,8 @@ def train(
     """Run GRPO-GR with ``preset``; returns the trainer. Writes the run folder ``output``."""
     from trl import GRPOTrainer
 
+    if preset.vllm and (problem := gpu.vllm_problem()):
+        raise TrainError(problem)
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     checkpoint = resume and any(output.glob("checkpoint-*"))
@@ -467,6 +536,8 @@ def train(
         processing_class=processor,
         callbacks=[metrics_callback(output / "metrics.jsonl"), *callbacks],
     )
+    tune_for_speed(trainer, preset)
+    reload_weights_on_resume(trainer)
     time_generation(trainer, single_thread=preset.device == "cpu")
     if not progress:  # quiet: no bar and no printed log dict (metrics.jsonl has every line)
         from transformers import PrinterCallback
@@ -510,6 +581,8 @@ def with_overrides(preset: Preset, args: argparse.Namespace) -> Preset:
         "warmup": args.warmup,
         "loss_type": args.loss_type,
         "lora": True if args.lora else None,
+        "vllm": args.vllm,
+        "vllm_url": args.vllm_url,
     }
     if args.num_generations:
         prompts = preset.completions_per_step // preset.num_generations
@@ -540,11 +613,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--num-generations", type=int, help="G, completions per prompt (prompts per step kept)"
     )
+    parser.add_argument(
+        "--vllm", choices=["colocate", "server"], help="sample with vLLM (pip install vllm)"
+    )
+    parser.add_argument("--vllm-url", help="the vLLM server, e.g. http://localhost:8000")
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     parser.add_argument(
         "--rollouts", type=int, default=4, help="greedy samples drawn before and after (0: none)"
     )
     args = parser.parse_args(argv)
+    if args.vllm_url and args.vllm != "server":
+        parser.error("--vllm-url needs --vllm server")
+    if args.vllm and (problem := gpu.vllm_problem()):
+        raise SystemExit(f"error: {problem}")  # before any weights are built
     name = args.preset
     if name == "auto":
         name, why = auto_preset()

@@ -67,12 +67,21 @@ def test_gpu_preset_fails_fast_offline(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    ("gib", "expected"),
-    [(24, "qwen2.5-vl-3b-lora"), (48, "qwen2.5-vl-3b-lora"), (79.2, "qwen2.5-vl-3b")],
+    ("gib", "bf16", "expected"),
+    [
+        (15.0, False, "qwen2.5-vl-3b-colab"),  # a T4
+        (22.0, True, "qwen2.5-vl-3b-colab"),  # an L4
+        (24, True, "qwen2.5-vl-3b-lora"),
+        (48, True, "qwen2.5-vl-3b-lora"),
+        (79.2, True, "qwen2.5-vl-3b"),
+        (79.2, False, "qwen2.5-vl-3b-colab"),  # a large card without bf16 (V100 32 GB-like)
+    ],
 )
-def test_auto_preset_picks_full_fine_tuning_only_where_it_fits(monkeypatch, gib, expected):
-    """Full fine-tuning peaked at 74.3 GiB on the GPU: a 48 GB card gets LoRA."""
+def test_auto_preset_picks_full_fine_tuning_only_where_it_fits(monkeypatch, gib, bf16, expected):
+    """Full fine-tuning peaked at 74.3 GiB on the GPU: a 48 GB card gets LoRA, a card under
+    24 GB or without bf16 the fp16 LoRA preset."""
     card = type("Card", (), {"total_memory": int(gib * 2**30)})()
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: bf16)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda index: card)
     monkeypatch.setattr(train, "_cached", lambda name: True)
@@ -102,18 +111,18 @@ class _StopAt:
         self.callback = Stop()
 
 
-def _small_run(output, stop_at=None, resume=False, progress=True):
-    model, processor = tiny.build_tiny(seed=3, hidden=64, layers=2, vision_hidden=32)
+def _small_run(output, stop_at=None, resume=False, progress=True, extra=()):
+    model, processor = tiny.load_tiny(tiny.SHIPPED)  # its rewards vary: the weights move
     preset = dataclasses.replace(
         train.PRESETS["tiny-cpu"],
         max_steps=3,
         save_steps=1,
         num_generations=2,
         completions_per_step=4,
-        max_completion_length=8,
+        max_completion_length=16,
         learning_rate=1e-3,
     )
-    callbacks = [_StopAt(stop_at).callback] if stop_at else []
+    callbacks = [*extra, *([_StopAt(stop_at).callback] if stop_at else [])]
     return train.train(
         preset, output, resume=resume, model=model, processor=processor, n_rollouts=0,
         callbacks=callbacks, progress=progress,
@@ -140,6 +149,29 @@ def test_resumed_run_continues_with_the_same_optimizer_and_scheduler(tmp_path):
         straight.model.named_parameters(), resumed.model.named_parameters(), strict=True
     ):
         assert torch.allclose(a, b, atol=1e-6), name
+
+
+def test_resume_loads_the_checkpoints_weights(tmp_path):
+    """Trainer's own reload matched no key of a Qwen2.5-VL checkpoint and kept the start
+    weights; the resumed run must begin from the checkpoint's."""
+    from transformers import TrainerCallback
+
+    _small_run(tmp_path, stop_at=1)
+    checkpoint = tmp_path / "checkpoint-1"
+    saved = tiny.load_tiny(checkpoint)[0]
+    with torch.no_grad():
+        for p in saved.parameters():
+            p.add_(0.01)  # weights no run starts from
+    saved.save_pretrained(checkpoint)
+    seen = {}
+
+    class Snapshot(TrainerCallback):
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            seen.update({n: p.detach().clone() for n, p in model.named_parameters()})
+
+    _small_run(tmp_path, resume=True, extra=[Snapshot()])
+    for name, p in saved.named_parameters():
+        assert torch.equal(seen[name], p), name
 
 
 @pytest.mark.parametrize("name", ["zero2", "zero3", "ddp"])
@@ -184,24 +216,30 @@ def test_random_3b_runs_with_the_in_repo_processor(monkeypatch):
     assert train.resolve_model("random-3b") == "random-3b"
 
 
-def test_full_fine_tuning_keeps_fp32_master_weights(monkeypatch, tmp_path):
-    """GRIT's lr (2e-6) is below bf16's rounding step: trained weights must be fp32."""
+def test_full_fine_tuning_samples_from_bf16_and_updates_fp32_masters(monkeypatch, tmp_path):
+    """GRIT's lr (2e-6) is below bf16's rounding step: the optimiser must step fp32 copies,
+    while the weights that sampling reads are bf16."""
+    from grit_lite import gpu
+
     _scale_down_3b(monkeypatch)
     full = dataclasses.replace(train.PRESETS["qwen2.5-vl-3b"], model="random-3b", device="cpu")
     lora = dataclasses.replace(full, lora=True)
     policy, _ = train.load_model(full)
-    assert {p.dtype for p in policy.parameters()} == {torch.float32}
+    assert {p.dtype for p in policy.parameters()} == {torch.bfloat16}
     adapted, _ = train.load_model(lora)
     frozen = {p.dtype for p in adapted.parameters() if not p.requires_grad}
     assert frozen == {torch.bfloat16}  # LoRA's base never changes: bf16 halves its memory
     assert {p.dtype for p in adapted.parameters() if p.requires_grad} == {torch.float32}
     assert train.grpo_config(full, tmp_path).model_init_kwargs == {"dtype": "bfloat16"}
-    # one AdamW step at the preset's lr moves (almost) every weight stored in that dtype
-    weight = torch.nn.Parameter((torch.randn(10_000) * 0.02).to(train.weight_dtype(full)))
-    start = weight.detach().clone()
-    weight.grad = torch.randn_like(weight)
-    torch.optim.AdamW([weight], lr=full.learning_rate).step()
-    assert (weight.detach() != start).float().mean() > 0.99
+    # one step at the preset's lr moves (almost) every master, and almost no bf16 weight alone
+    start = (torch.randn(10_000) * 0.02).to(train.weight_dtype(full))
+    weight, alone = torch.nn.Parameter(start.clone()), torch.nn.Parameter(start.clone())
+    weight.grad = alone.grad = torch.randn_like(weight)
+    optimizer = gpu.MasterWeightAdamW([weight], lr=full.learning_rate)
+    optimizer.step()
+    torch.optim.AdamW([alone], lr=full.learning_rate).step()
+    assert (optimizer.masters[0] != start.float()).float().mean() > 0.99
+    assert (alone.detach() != start).float().mean() < 0.05
 
 
 def test_in_memory_policy_gets_a_bf16_reference_for_trl(monkeypatch, tmp_path):
@@ -211,7 +249,7 @@ def test_in_memory_policy_gets_a_bf16_reference_for_trl(monkeypatch, tmp_path):
 
     _scale_down_3b(monkeypatch)
     full = dataclasses.replace(train.PRESETS["qwen2.5-vl-3b"], model="random-3b", device="cpu")
-    policy, _ = train.load_model(full)
+    policy, _ = train.load_model(dataclasses.replace(full, bf16=False))  # fp32 in memory
     train.save_reference(policy, tmp_path / "reference", bf16=True)
     assert policy.config._name_or_path == str(tmp_path / "reference")
     assert {p.dtype for p in policy.parameters()} == {torch.float32}  # the policy is untouched

@@ -1,0 +1,179 @@
+"""What the GPU run needs beyond TRL's defaults: fast sampling, bf16 weights, vLLM.
+
+A GRPO step samples the group's completions and then updates the policy once. With
+Qwen2.5-VL-3B and 1000-token completions, sampling is nearly the whole step, and eager
+``model.generate`` spends most of each token launching kernels, not reading weights. This
+module holds the three fixes the GPU presets use, each small enough to read:
+
+* :func:`compile_decoding`: a static KV cache and compiled decoding (CUDA graphs);
+* :func:`stop_hook_leak`: one input-gradient hook, not two more every step;
+* :class:`MasterWeightAdamW`: bf16 weights that sampling reads directly, stepped through fp32
+  master copies (DeepSpeed's bf16 mode, the official run's, on one GPU);
+
+and :func:`vllm_problem`, checked before any weights are built when ``--vllm`` is asked for.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+
+# TRL 1.16 accepts these vLLM versions (trl.import_utils.is_vllm_available).
+VLLM_RANGE = ("0.22.0", "0.31.0")
+VLLM_PIP = f'pip install "vllm>={VLLM_RANGE[0]},<={VLLM_RANGE[1]}"'
+
+
+def compile_decoding(trainer: Any, compile_config: Any = None) -> None:
+    """Let ``generate`` compile its decoding step into CUDA graphs.
+
+    TRL builds its ``GenerationConfig`` with ``disable_compile=True``, so a static cache
+    alone is still decoded eagerly: ~36 layers' worth of kernel launches and Python per
+    token. With the cache sized once (``max_cache_len``: prompt + completion bound, set by
+    ``grpo_config``) every step decodes the same shapes, so the graph is captured once and
+    replayed. ``compile_config`` is for tests (``transformers`` only compiles on GPUs unless
+    told otherwise).
+    """
+    config = trainer.generation_config
+    if config.cache_implementation != "static":
+        raise ValueError("compiled decoding needs cache_implementation='static' in GRPOConfig")
+    config.disable_compile = False
+    if compile_config is not None:
+        config.compile_config = compile_config
+
+
+def stop_hook_leak(model: Any) -> None:
+    """Keep exactly one "inputs require grad" hook on the input embeddings.
+
+    TRL turns gradient checkpointing off to sample and to score, and back on after. Each
+    time ``transformers`` switches it on, it registers a new forward hook on the embeddings
+    and, outside PEFT's own integration, never removes the old one: two more every step,
+    thousands by the end of a run, each run on every forward (and each a reason for a
+    compiled graph to be rebuilt). Here a new registration first removes the previous one.
+    """
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    register = base.enable_input_require_grads
+
+    def register_once() -> None:
+        base.disable_input_require_grads()
+        register()
+
+    base.enable_input_require_grads = register_once
+
+
+def input_hooks(model: Any) -> int:
+    """How many forward hooks sit on ``model``'s input embeddings (tests and debugging)."""
+    return len(model.get_input_embeddings()._forward_hooks)
+
+
+class MasterWeightAdamW(torch.optim.AdamW):
+    """AdamW that updates fp32 master copies of bf16 (or fp16) parameters.
+
+    The model holds bf16 weights, so sampling reads 7 GB per token for the 3B instead of
+    casting 15 GB of fp32 weights under autocast at every token. The optimiser keeps an fp32
+    copy of each weight: GRIT's lr of 2e-6 moves a weight by far less than bf16's rounding
+    step, and only an fp32 copy accumulates those moves. After each step the bf16 weight is
+    the master rounded, which is what autocast multiplied with before; the loss is the same.
+    DeepSpeed's bf16 mode (GRIT's ZeRO-2 run) works this way too.
+
+    The step runs over chunks of about ``chunk_bytes`` so that the fp32 gradients and the
+    foreach temporaries never exist for the whole model at once.
+    """
+
+    def __init__(
+        self, params: Iterable[Any], chunk_bytes: int = 2**30, **kwargs: Any
+    ) -> None:
+        groups = list(params)
+        if groups and not isinstance(groups[0], dict):
+            groups = [{"params": groups}]
+        self.model_params: list[torch.Tensor] = []
+        master_groups = []
+        for group in groups:
+            weights = list(group["params"])
+            self.model_params += weights
+            masters = [w.detach().float().clone() for w in weights]
+            master_groups.append({**group, "params": masters})
+        super().__init__(master_groups, **kwargs)
+        self.masters = [m for g in self.param_groups for m in g["params"]]
+        self.chunks: list[list[int]] = [[]]
+        size = 0
+        for i, master in enumerate(self.masters):
+            if self.chunks[-1] and size + master.numel() * 4 > chunk_bytes:
+                self.chunks.append([])
+                size = 0
+            self.chunks[-1].append(i)
+            size += master.numel() * 4
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> Any:  # type: ignore[override]
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for chunk in self.chunks:
+            for i in chunk:
+                grad = self.model_params[i].grad
+                self.masters[i].grad = None if grad is None else grad.float()
+            super().step()  # AdamW skips every master whose grad is None: this chunk only
+            for i in chunk:
+                self.masters[i].grad = None
+                self.model_params[i].copy_(self.masters[i])
+        return loss
+
+    def state_dict(self) -> dict[str, Any]:
+        """AdamW's state plus the masters: a resumed run must not restart from bf16 weights."""
+        state = super().state_dict()
+        state["master_weights"] = list(self.masters)
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state = dict(state_dict)
+        masters = state.pop("master_weights", None)
+        super().load_state_dict(state)
+        with torch.no_grad():
+            if masters is None:  # an older checkpoint: start from its weights
+                masters = self.model_params
+            for master, saved in zip(self.masters, masters, strict=True):
+                master.copy_(saved)
+
+
+def master_weight_optimizer(trainer: Any, model: Any) -> MasterWeightAdamW:
+    """The optimiser ``Trainer.create_optimizer`` would build, with fp32 masters.
+
+    Same weight-decay groups and AdamW settings as the trainer's own.
+    """
+    args = trainer.args
+    decay = set(trainer.get_decay_parameter_names(model))
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for n, p in named if n in decay], "weight_decay": args.weight_decay},
+        {"params": [p for n, p in named if n not in decay], "weight_decay": 0.0},
+    ]
+    fused = next(model.parameters()).is_cuda
+    return MasterWeightAdamW(
+        [g for g in groups if g["params"]],
+        lr=args.learning_rate,
+        betas=(args.adam_beta1, args.adam_beta2),
+        eps=args.adam_epsilon,
+        fused=fused or None,
+    )
+
+
+def vllm_problem() -> str | None:
+    """Why ``--vllm`` cannot run here (with the command that fixes it), or None if it can.
+
+    Checked from the package metadata alone: importing vLLM takes seconds and may touch
+    the GPU, and a missing vLLM must be reported before any weights are built.
+    """
+    if importlib.util.find_spec("vllm") is None:
+        return f"--vllm needs vLLM, which is not installed. Install it with: {VLLM_PIP}"
+    from packaging.version import Version
+
+    version = Version(Version(importlib.metadata.version("vllm")).base_version)
+    low, high = map(Version, VLLM_RANGE)
+    if not low <= version <= high:
+        return f"vLLM {version} is installed; TRL supports {low} to {high}: {VLLM_PIP}"
+    return None
