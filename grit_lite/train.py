@@ -178,13 +178,18 @@ def auto_preset() -> tuple[str, str]:
     if problem is not None:
         return "tiny-cpu", f"CUDA is available but {QWEN_3B} is not ({problem})"
     memory = torch.cuda.get_device_properties(0).total_memory / 2**30
-    if not torch.cuda.is_bf16_supported():
-        return "qwen2.5-vl-3b-colab", f"{memory:.0f} GiB GPU without bf16: fp16 LoRA"
-    if memory < 24:
-        return "qwen2.5-vl-3b-colab", f"{memory:.0f} GiB GPU: LoRA with capped lengths"
-    if memory < 75:  # full fine-tuning peaked at 74.5 GiB on an H100 80GB (docs/benchmarks.md)
-        return "qwen2.5-vl-3b-lora", f"{memory:.0f} GiB GPU: LoRA instead of full fine-tuning"
-    return "qwen2.5-vl-3b", f"{memory:.0f} GiB GPU"
+    return preset_for_card(memory, torch.cuda.is_bf16_supported())
+
+
+def preset_for_card(memory_gib: float, bf16: bool) -> tuple[str, str]:
+    """The 3B preset for a GPU of ``memory_gib`` (as torch reports it), and why."""
+    if not bf16:
+        return "qwen2.5-vl-3b-colab", f"{memory_gib:.0f} GiB GPU without bf16: fp16 LoRA"
+    if memory_gib < 20:  # a 16 GB card; a "24 GB" one reports 22-24 GiB
+        return "qwen2.5-vl-3b-colab", f"{memory_gib:.0f} GiB GPU: LoRA with capped lengths"
+    if memory_gib < 75:  # full fine-tuning peaked at 74.5 GiB on an H100 80GB (eager, fp32)
+        return "qwen2.5-vl-3b-lora", f"{memory_gib:.0f} GiB GPU: LoRA instead of full fine-tuning"
+    return "qwen2.5-vl-3b", f"{memory_gib:.0f} GiB GPU"
 
 
 def batch_split(preset: Preset, world_size: int) -> tuple[int, int]:

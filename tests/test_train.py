@@ -70,7 +70,8 @@ def test_gpu_preset_fails_fast_offline(monkeypatch):
     ("gib", "bf16", "expected"),
     [
         (15.0, False, "qwen2.5-vl-3b-colab"),  # a T4
-        (22.0, True, "qwen2.5-vl-3b-colab"),  # an L4
+        (15.6, True, "qwen2.5-vl-3b-colab"),  # a 16 GB card with bf16
+        (22.0, True, "qwen2.5-vl-3b-lora"),  # an L4 (24 GB)
         (24, True, "qwen2.5-vl-3b-lora"),
         (48, True, "qwen2.5-vl-3b-lora"),
         (79.2, True, "qwen2.5-vl-3b"),
@@ -78,8 +79,8 @@ def test_gpu_preset_fails_fast_offline(monkeypatch):
     ],
 )
 def test_auto_preset_picks_full_fine_tuning_only_where_it_fits(monkeypatch, gib, bf16, expected):
-    """Full fine-tuning peaked at 74.3 GiB on the GPU: a 48 GB card gets LoRA, a card under
-    24 GB or without bf16 the fp16 LoRA preset."""
+    """Full fine-tuning peaked at 74.5 GiB on the GPU: a 48 GB card gets LoRA, a 16 GB card
+    or one without bf16 the fp16 LoRA preset."""
     card = type("Card", (), {"total_memory": int(gib * 2**30)})()
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: bf16)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
