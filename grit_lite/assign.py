@@ -64,6 +64,11 @@ def student_version(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
 
 def assign(src: Path, dst: Path) -> list[Path]:
     """Write the student version of every ``NN_*.ipynb`` in ``src`` into ``dst``."""
+    if dst.resolve() == src.resolve() or src.resolve() in dst.resolve().parents:
+        raise AssignError(
+            f"{dst} is inside {src}: the student versions would replace or mix with the "
+            "reference notebooks. Choose an output folder outside it, e.g. student/"
+        )
     notebooks = sorted(p for p in src.iterdir() if _NOTEBOOK.match(p.name))
     if not notebooks:
         raise AssignError(f"no NN_topic.ipynb notebooks found in {src}")
@@ -90,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         written = assign(args.src, args.dst)
-    except AssignError as err:
+    except (AssignError, OSError) as err:  # OSError: an output folder that cannot be written
         print(f"error: {err}", file=sys.stderr)
         return 2
     for path in written:

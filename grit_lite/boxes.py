@@ -136,6 +136,16 @@ def qwen_resized_size(
     return w, h
 
 
+def resized_for(processor: Any, image: Any) -> tuple[int, int]:
+    """The size ``processor`` feeds its model for ``image`` (the processor's own min/max
+    pixels, which a capped preset or the tiny model set below the 3B's defaults)."""
+    ip = processor.image_processor
+    size = getattr(ip, "size", None) or {}
+    lo = size.get("shortest_edge", QWEN_MIN_PIXELS)
+    hi = size.get("longest_edge", 28 * 28 * 1280)  # transformers' default for Qwen2.5-VL
+    return qwen_resized_size(image.width, image.height, min_pixels=lo, max_pixels=hi)
+
+
 def _scale(box: Sequence[float], sx: float, sy: float) -> Box:
     x1, y1, x2, y2 = (float(v) for v in box)
     return (x1 * sx, y1 * sy, x2 * sx, y2 * sy)

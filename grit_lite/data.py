@@ -125,12 +125,21 @@ def _check_image(path: Path, width: int, height: int) -> str | None:
     try:
         with Image.open(path) as image:
             size = image.size
-            image.verify()  # decodes far enough to catch a truncated or corrupt file
+            image.load()  # every pixel: verify() passes a PNG whose pixel data is cut short
     except Exception as error:  # PIL raises many types for a bad file
         return f"image file {path} cannot be read ({error})"
     if size != (width, height):
         return f"image file {path} is {size[0]}x{size[1]}, the record says {width}x{height}"
     return None
+
+
+def open_image(path: str | Path) -> Image.Image:
+    """The RGB image at ``path``, or one :class:`DataError` saying which file is bad."""
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except (OSError, ValueError) as error:  # missing, truncated, or not an image
+        raise DataError(f"image file {path} cannot be read ({error}): replace it") from None
 
 
 def load_jsonl(
@@ -653,7 +662,7 @@ def to_dataset(
             path = Path(image_dir) / record.image if image_dir is not None else record.image_path
             if path is None:
                 raise DataError(f"no image for {record.image!r}: pass image_dir")
-            image = Image.open(path).convert("RGB")
+            image = open_image(path)
         rows["prompt"].append(build_messages(record.question))
         rows["image"].append(image)
         for name in rows:

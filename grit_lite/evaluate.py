@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from grit_lite import data, rewards
-from grit_lite.boxes import grounding_scores, qwen_resized_size, qwen_to_original
+from grit_lite.boxes import grounding_scores, qwen_resized_size, qwen_to_original, resized_for
 from grit_lite.format import FORMAT_RULES, build_prompt, extract_answer, parse_completion
 
 _RELATION = re.compile(r"\b(left of|right of|above|below)\b")
@@ -179,15 +179,6 @@ def evaluate_model(
     return rows
 
 
-def resized_for(processor: Any, image: Any) -> tuple[int, int]:
-    """The size the processor feeds the model for ``image`` (its own min/max pixels)."""
-    ip = processor.image_processor
-    size = getattr(ip, "size", None) or {}
-    lo = size.get("shortest_edge", 56 * 56)
-    hi = size.get("longest_edge", 28 * 28 * 1280)
-    return qwen_resized_size(image.width, image.height, min_pixels=lo, max_pixels=hi)
-
-
 def load_split(split: str = "heldout", n: int | None = 200) -> list[tuple[data.Record, Any]]:
     """Items to evaluate: ``"heldout"`` (the shipped synthetic split) or a GRIT-format file.
 
@@ -195,23 +186,41 @@ def load_split(split: str = "heldout", n: int | None = 200) -> list[tuple[data.R
     training record shape; a file without ``bboxs`` or ``split`` (no boxes annotated) is
     read with ``[]`` and ``"test"``. Images come from an ``images`` folder beside the file.
     """
-    from PIL import Image
-
     if split == "heldout":
         return data.eval_split(n or 200)
     records = data.load_jsonl(split, defaults={"bboxs": [], "split": "test"})[:n]
-    return [(r, Image.open(r.image_path).convert("RGB")) for r in records]
+    if not records:
+        raise data.DataError(f"{split} holds no records: nothing to evaluate")
+    return [(r, data.open_image(r.image_path)) for r in records]
+
+
+def record_names(models: Sequence[str]) -> dict[str, str]:
+    """A file name per model for its per-sample records: the whole path or hub id, readable
+    (``runs/a.v1`` -> ``runs--a.v1.jsonl``, ``Qwen/Qwen2.5-VL-3B`` -> ``Qwen--Qwen2.5-VL-3B.jsonl``)
+    and never shared: a second model with the same name gets ``-2``."""
+    names: dict[str, str] = {}
+    for model in models:
+        parts = [p for p in Path(model).parts if p not in ("/", ".", "..", "~")]
+        stem = "--".join(parts) or "model"
+        name, k = f"{stem}.jsonl", 2
+        while name in names.values():
+            name, k = f"{stem}-{k}.jsonl", k + 1
+        names[model] = name
+    return names
 
 
 def load_model(name: str) -> tuple[Any, Any]:
     """A local checkpoint folder (tiny or 3B, or a GRPO run's ``final``) or a hub id."""
     from grit_lite.tiny import load_tiny
 
-    if Path(name).is_dir():
-        return load_tiny(name)
-    from grit_lite.train import resolve_model  # fails fast, naming alternatives, when offline
+    if Path(name).expanduser().is_dir():
+        return load_tiny(Path(name).expanduser())
+    from grit_lite.train import TrainError, resolve_model  # fails fast when offline
 
-    return load_tiny(resolve_model(name))
+    try:
+        return load_tiny(resolve_model(name))
+    except (OSError, ValueError) as error:  # no such hub repository, not a Qwen2.5-VL model
+        raise TrainError(f"cannot load the model {name}: {error}") from None
 
 
 def compare(summaries: dict[str, dict[str, Any]]) -> Any:
@@ -380,6 +389,9 @@ def learning_bars(
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    from grit_lite.runs import RunFolderError, check_writable
+    from grit_lite.train import TrainError, number_arg
+
     parser = argparse.ArgumentParser(
         prog="python -m grit_lite.evaluate",
         description=__doc__,
@@ -389,30 +401,32 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--model", default=["data/tiny"], nargs="+", help="folders or hub ids; 2+ are compared"
     )
     parser.add_argument("--split", default="heldout", help="'heldout' or a GRIT-format .jsonl")
-    parser.add_argument("-n", type=int, default=200, help="items (default 200)")
+    parser.add_argument("-n", type=number_arg(int, 0, True), default=200, help="items (200)")
     parser.add_argument("--out", help="folder for per-sample records (<model>.jsonl)")
-    parser.add_argument("--max-new-tokens", type=int, default=256)
+    parser.add_argument("--max-new-tokens", type=number_arg(int, 0, True), default=256)
     parser.add_argument(
         "--record", help="with two models: add the summaries and learning bars to this JSON"
     )
     args = parser.parse_args(argv)
-    from grit_lite.train import TrainError
-
+    models = list(dict.fromkeys(args.model))  # a model named twice is evaluated once
     try:
+        if args.out:
+            check_writable(args.out)
+        if args.record:
+            check_writable(Path(args.record).parent)
         items = load_split(args.split, args.n)
-        summaries = {}
-        for name in args.model:
+        summaries, files = {}, record_names(models)
+        for name in models:
             model, processor = load_model(name)
             rows = evaluate_model(model, processor, items, args.max_new_tokens)
             summaries[name] = summarize(rows)
-            if args.record and len(args.model) == 2 and name == args.model[0]:
+            if args.record and len(models) == 2 and name == models[0]:
                 base_plain = plain_accuracy(model, processor, items)  # only the bars use it
             if args.out:
-                path = Path(args.out) / name.strip("/").replace("/", "_")
-                path.parent.mkdir(parents=True, exist_ok=True)
+                Path(args.out).mkdir(parents=True, exist_ok=True)
                 text = "".join(json.dumps(r) + "\n" for r in rows)
-                path.with_suffix(".jsonl").write_text(text, encoding="utf-8")
-    except (data.DataError, TrainError) as error:
+                (Path(args.out) / files[name]).write_text(text, encoding="utf-8")
+    except (data.DataError, TrainError, RunFolderError) as error:
         raise SystemExit(f"error: {error}") from None
     print(compare(summaries).to_string())
     if args.record and len(summaries) == 2:
@@ -420,11 +434,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         log = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
         (before, after), names = summaries.values(), ("base", "trained")
         log["eval"] = dict(zip(names, summaries.values(), strict=True))
-        log["eval_models"] = dict(zip(names, args.model, strict=True))
+        log["eval_models"] = dict(zip(names, models, strict=True))
         log["bars"] = learning_bars(before, after, base_plain)
         path.write_text(json.dumps(log, indent=1), encoding="utf-8")
         print(json.dumps(log["bars"], indent=1))
-
 
 if __name__ == "__main__":
     main()
