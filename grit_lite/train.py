@@ -23,6 +23,9 @@ import argparse
 import dataclasses
 import json
 import os
+import shlex
+import sys
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,9 +34,8 @@ from typing import Any
 
 import torch
 
-from grit_lite import data, gpu, rewards, tiny
-from grit_lite.boxes import qwen_to_original
-from grit_lite.evaluate import resized_for
+from grit_lite import data, gpu, rewards, runs, tiny
+from grit_lite.boxes import qwen_to_original, resized_for
 from grit_lite.format import build_prompt, draw_boxes, parse_completion
 from grit_lite.grpo import LOSS_TYPES
 
@@ -152,8 +154,11 @@ def resolve_model(name: str, timeout: float = 5.0) -> str:
         if not (tiny.SHIPPED / "config.json").is_file():
             raise TrainError(f"the tiny model is missing from {tiny.SHIPPED}: git checkout data/")
         return str(tiny.SHIPPED)
-    if Path(name).expanduser().is_dir():
-        return str(Path(name).expanduser())
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return str(path)
+    if path.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1:
+        raise TrainError(f"no model folder {name}: check the path (a hub id is owner/name)")
     if "/" not in name:
         raise TrainError(
             f"unknown model {name!r}: give a hub id (e.g. {QWEN_3B}), a local folder, or 'tiny'"
@@ -237,9 +242,14 @@ def load_model(preset: Preset, model: Any = None, processor: Any = None) -> tupl
         model, processor = random_3b(weight_dtype(preset))
     if model is None:
         path = resolve_model(preset.model)
-        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(path, dtype=weight_dtype(preset))
         kwargs = {"max_pixels": preset.max_pixels} if preset.max_pixels else {}
-        processor = AutoProcessor.from_pretrained(path, **kwargs)
+        try:
+            model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
+                path, dtype=weight_dtype(preset)
+            )
+            processor = AutoProcessor.from_pretrained(path, **kwargs)
+        except (OSError, ValueError) as error:  # not found on the hub, not a Qwen2.5-VL folder
+            raise TrainError(f"cannot load the model {preset.model}: {error}") from None
     if preset.lora:
         from peft import LoraConfig, get_peft_model
 
@@ -335,10 +345,8 @@ def training_data(folder: str | None) -> list[tuple[data.Record, Any]]:
     """The shipped 20 synthetic triplets, or GRIT's real ones from ``folder``."""
     if folder is None:
         return data.train_split()
-    from PIL import Image
-
     records = data.load_grit_train(folder)
-    return [(r, Image.open(r.image_path).convert("RGB")) for r in records]
+    return [(r, data.open_image(r.image_path)) for r in records]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -513,34 +521,51 @@ def train(
     n_rollouts: int = 4,
     callbacks: Sequence[Any] = (),
     progress: bool = True,
+    overwrite: bool = False,
 ) -> Any:
-    """Run GRPO-GR with ``preset``; returns the trainer. Writes the run folder ``output``."""
+    """Run GRPO-GR with ``preset``; returns the trainer. Writes the run folder ``output``.
+
+    An earlier run in ``output`` is continued (``resume``) or replaced (``overwrite``), and
+    nothing of it is touched until the model and the data have loaded. Ctrl-C stops after
+    the current step with a checkpoint and raises :class:`grit_lite.runs.Stopped`.
+    """
     from trl import GRPOTrainer
 
     if preset.vllm and (problem := gpu.vllm_problem()):
         raise TrainError(problem)
-    output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
-    checkpoint = resume and any(output.glob("checkpoint-*"))
-    if not checkpoint:  # a new run into an old folder: its curves must not join the old ones
-        (output / "metrics.jsonl").unlink(missing_ok=True)
-    (output / "preset.json").write_text(json.dumps(dataclasses.asdict(preset), indent=1))
+    output = runs.check_folder(output, resume, overwrite)
     if preset.device == "cpu":
         torch.set_num_threads(min(2, os.cpu_count() or 1))
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     items = training_data(data_folder)
     model, processor = load_model(preset, model, processor)
+    # Loaded: from here on the run folder may change.
+    main = int(os.environ.get("RANK", "0")) == 0  # accelerate launch: one process per device
+    checkpoint = None
+    if resume:
+        checkpoint, skipped = runs.resume_point(output)
+        for line in skipped:
+            print(line, flush=True)
+        if main:
+            runs.cut_log(output / "metrics.jsonl", runs.checkpoint_step(checkpoint))
+    elif main:
+        runs.clear_earlier_run(output)
+    if main:
+        output.mkdir(parents=True, exist_ok=True)
+        (output / "preset.json").write_text(json.dumps(dataclasses.asdict(preset), indent=1))
     if preset.beta and not preset.lora and not model.config._name_or_path:
         save_reference(model, output / "reference", preset.bf16)
     args = grpo_config(preset, output, world_size, progress)
+    stop = threading.Event()
     trainer = GRPOTrainer(
         model=model,
         reward_funcs=reward_functions(preset.rewards),
         args=args,
         train_dataset=data.to_dataset(items),
         processing_class=processor,
-        callbacks=[metrics_callback(output / "metrics.jsonl"), *callbacks],
-    )
+        callbacks=[metrics_callback(output / "metrics.jsonl"), runs.stop_callback(stop),
+                   *callbacks],
+    )  # fmt: skip
     tune_for_speed(trainer, preset)
     reload_weights_on_resume(trainer)
     time_generation(trainer, single_thread=preset.device == "cpu")
@@ -549,19 +574,20 @@ def train(
 
         trainer.remove_callback(PrinterCallback)
     shown = items[:: max(1, len(items) // max(1, n_rollouts))][:n_rollouts]  # both families
-    main = trainer.accelerator.is_main_process
     tokens = min(preset.max_completion_length, 256)
     if main and n_rollouts and not resume:
         start = rollouts(trainer.model, processor, shown, tokens)
         _write_rollouts(output, "start", start, shown)
-    trainer.train(resume_from_checkpoint=True if checkpoint else None)
+    with runs.stop_on_interrupt(stop):
+        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    if main and (output / "metrics.jsonl").is_file():
+        plot_rewards(read_metrics(output / "metrics.jsonl"), output / "rewards.png")
+    if stop.is_set():
+        raise runs.Stopped(trainer.state.global_step, runs.checkpoints(output)[-1])
     trainer.save_model(str(output / "final"))
-    if main:
-        if (output / "metrics.jsonl").is_file():
-            plot_rewards(read_metrics(output / "metrics.jsonl"), output / "rewards.png")
-        if n_rollouts:
-            end = rollouts(trainer.model, processor, shown, tokens)
-            _write_rollouts(output, "end", end, shown)
+    if main and n_rollouts:
+        end = rollouts(trainer.model, processor, shown, tokens)
+        _write_rollouts(output, "end", end, shown)
     return trainer
 
 
@@ -588,7 +614,10 @@ def with_overrides(preset: Preset, args: argparse.Namespace) -> Preset:
         "lora": True if args.lora else None,
         "vllm": args.vllm,
         "vllm_url": args.vllm_url,
+        "save_steps": args.save_steps,
     }
+    if args.epochs is not None:  # epochs count only when max_steps is not positive
+        changes |= {"num_train_epochs": args.epochs, "max_steps": -1}
     if args.num_generations:
         prompts = preset.completions_per_step // preset.num_generations
         changes["num_generations"] = args.num_generations
@@ -596,39 +625,94 @@ def with_overrides(preset: Preset, args: argparse.Namespace) -> Preset:
     return dataclasses.replace(preset, **{k: v for k, v in changes.items() if v is not None})
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
+def number_arg(kind: type, low: float, strict: bool) -> Any:
+    """An argparse type: a ``kind`` above ``low`` (``strict``) or at least ``low``."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value != value or value in (float("inf"), float("-inf")):  # nan, inf
+            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+        if value < low or (strict and value == low):
+            relation = "greater than" if strict else "at least"
+            raise argparse.ArgumentTypeError(f"must be {relation} {low:g}, got {text}")
+        return value
+
+    return parse
+
+
+def _folder(text: str) -> str:
+    """An argparse type: an existing folder."""
+    if not Path(text).expanduser().is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is not a folder")
+    return text
+
+
+def resume_command(argv: Sequence[str], preset: str, output: str | Path) -> str:
+    """The command that continues this run: the same options, ``--resume``, no
+    ``--overwrite`` (that would delete what it resumes), preset and folder made explicit."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in ("--preset", "--output"):
+            skip = True
+        elif arg not in ("--overwrite", "--resume") and not arg.startswith(
+            ("--preset=", "--output=")
+        ):
+            kept.append(arg)
+    words = ["python", "-m", "grit_lite.train", "--preset", preset, "--output", str(output)]
+    return shlex.join([*words, *kept, "--resume"])
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line: every value checked when parsed, one line saying what to do."""
+    positive_int, positive = number_arg(int, 0, True), number_arg(float, 0, True)
+    p = argparse.ArgumentParser(
         prog="python -m grit_lite.train",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--preset", default="auto", choices=["auto", *PRESETS])
-    parser.add_argument("--model", help="override the preset's model (hub id or local folder)")
-    parser.add_argument("--data", help="folder with GRIT's real training files (default: shipped)")
-    parser.add_argument("--output", help="run folder (default: runs/<preset>)")
-    parser.add_argument("--max-steps", type=int)
-    parser.add_argument("--lr", type=float)
-    parser.add_argument("--lora", action="store_true", help="LoRA instead of full fine-tuning")
-    parser.add_argument("--rewards", choices=["grit", "clean"])
-    parser.add_argument("--seed", type=int)
-    parser.add_argument("--beta", type=float, help="KL weight")
-    parser.add_argument("--temperature", type=float, help="sampling temperature")
-    parser.add_argument("--warmup", type=float, help="warm-up steps, or a fraction when < 1")
-    parser.add_argument("--loss-type", choices=LOSS_TYPES, help="how token losses are averaged")
-    parser.add_argument(
-        "--num-generations", type=int, help="G, completions per prompt (prompts per step kept)"
-    )
-    parser.add_argument(
-        "--vllm", choices=["colocate", "server"], help="sample with vLLM (pip install vllm)"
-    )
-    parser.add_argument("--vllm-url", help="the vLLM server, e.g. http://localhost:8000")
-    parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
-    parser.add_argument(
-        "--rollouts", type=int, default=4, help="greedy samples drawn before and after (0: none)"
-    )
-    args = parser.parse_args(argv)
+    p.add_argument("--preset", default="auto", choices=["auto", *PRESETS])
+    p.add_argument("--model", help="override the preset's model (hub id or local folder)")
+    p.add_argument("--data", type=_folder, help="folder with GRIT's real training files")
+    p.add_argument("--output", help="run folder (default: runs/<preset>)")
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--max-steps", type=positive_int, help="optimisation steps")
+    length.add_argument("--epochs", type=positive, help="train by epochs instead of steps")
+    p.add_argument("--save-steps", type=positive_int, help="checkpoint every N steps")
+    p.add_argument("--lr", type=positive, help="learning rate")
+    p.add_argument("--lora", action="store_true", help="LoRA instead of full fine-tuning")
+    p.add_argument("--rewards", choices=["grit", "clean"])
+    p.add_argument("--seed", type=number_arg(int, 0, False))
+    p.add_argument("--beta", type=number_arg(float, 0, False), help="KL weight (0: no KL)")
+    p.add_argument("--temperature", type=positive, help="sampling temperature")
+    p.add_argument("--warmup", type=number_arg(float, 0, False),
+                   help="warm-up steps, or a fraction when < 1")  # fmt: skip
+    p.add_argument("--loss-type", choices=LOSS_TYPES, help="how token losses are averaged")
+    p.add_argument("--num-generations", type=number_arg(int, 2, False),
+                   help="G >= 2, completions per prompt (prompts per step kept)")  # fmt: skip
+    p.add_argument("--vllm", choices=["colocate", "server"],
+                   help="sample with vLLM (pip install vllm)")  # fmt: skip
+    p.add_argument("--vllm-url", help="the vLLM server, e.g. http://localhost:8000")
+    folder = p.add_mutually_exclusive_group()
+    folder.add_argument("--resume", action="store_true",
+                        help="continue from the last complete checkpoint")  # fmt: skip
+    folder.add_argument("--overwrite", action="store_true",
+                        help="replace an earlier run in the output folder")  # fmt: skip
+    p.add_argument("--rollouts", type=number_arg(int, 0, False), default=4,
+                   help="greedy samples drawn before and after (0: none)")  # fmt: skip
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    cli = parser()
+    args = cli.parse_args(argv)
     if args.vllm_url and args.vllm != "server":
-        parser.error("--vllm-url needs --vllm server")
+        cli.error("--vllm-url needs --vllm server")
     if args.vllm and (problem := gpu.vllm_problem()):
         raise SystemExit(f"error: {problem}")  # before any weights are built
     name = args.preset
@@ -637,10 +721,21 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"preset {name}: {why}")
     preset = with_overrides(PRESETS[name], args)
     output = args.output or f"runs/{name}"
+    again = resume_command(argv, name, output)
     try:
-        train(preset, output, resume=args.resume, data_folder=args.data, n_rollouts=args.rollouts)
-    except (TrainError, data.DataError) as error:
+        train(preset, output, resume=args.resume, data_folder=args.data,
+              n_rollouts=args.rollouts, overwrite=args.overwrite)  # fmt: skip
+    except (TrainError, data.DataError, runs.RunFolderError) as error:
         raise SystemExit(f"error: {error}") from None
+    except runs.Stopped as stopped:
+        print(f"{stopped}\ncontinue with: {again}", file=sys.stderr)
+        raise SystemExit(130) from None
+    except KeyboardInterrupt:
+        found = runs.checkpoints(Path(output)) if Path(output).is_dir() else []
+        kept = f"the last checkpoint is {found[-1]}" if found else "no checkpoint was written"
+        hint = f"\ncontinue with: {again}" if found else ""
+        print(f"\ninterrupted: {kept}{hint}", file=sys.stderr)
+        raise SystemExit(130) from None
     print(f"run folder: {output}")
 
 

@@ -112,7 +112,7 @@ class _StopAt:
         self.callback = Stop()
 
 
-def _small_run(output, stop_at=None, resume=False, progress=True, extra=()):
+def _small_run(output, stop_at=None, resume=False, progress=True, extra=(), overwrite=False):
     model, processor = tiny.load_tiny(tiny.SHIPPED)  # its rewards vary: the weights move
     preset = dataclasses.replace(
         train.PRESETS["tiny-cpu"],
@@ -126,7 +126,7 @@ def _small_run(output, stop_at=None, resume=False, progress=True, extra=()):
     callbacks = [*extra, *([_StopAt(stop_at).callback] if stop_at else [])]
     return train.train(
         preset, output, resume=resume, model=model, processor=processor, n_rollouts=0,
-        callbacks=callbacks, progress=progress,
+        callbacks=callbacks, progress=progress, overwrite=overwrite,
     )  # fmt: skip
 
 
@@ -271,7 +271,7 @@ def test_quiet_run_prints_no_log_lines_but_still_logs_them(tmp_path, capsys):
     assert "'loss'" not in printed.out and "/3 [" not in printed.err  # the trainer's bar
     logged = train.read_metrics(tmp_path / "quiet" / "metrics.jsonl")
     assert [row["step"] for row in logged] == [1, 2, 3]
-    _small_run(tmp_path / "quiet", progress=False)  # a new run into the same folder
+    _small_run(tmp_path / "quiet", progress=False, overwrite=True)  # a new run, same folder
     logged = train.read_metrics(tmp_path / "quiet" / "metrics.jsonl")
     assert [row["step"] for row in logged] == [1, 2, 3]  # its own steps, not the old run's too
 
