@@ -35,13 +35,14 @@ from typing import Any
 import torch
 
 from grit_lite import data, gpu, rewards, runs, tiny
-from grit_lite.boxes import qwen_to_original, resized_for
+from grit_lite.boxes import QWEN_MIN_PIXELS, qwen_to_original, resized_for
 from grit_lite.format import build_prompt, draw_boxes, parse_completion
 from grit_lite.grpo import LOSS_TYPES
 
 HUB = "https://huggingface.co"
 QWEN_3B = "Qwen/Qwen2.5-VL-3B-Instruct"
 RANDOM_3B = "random-3b"
+GRIT_MAX_PIXELS = 256 * 28 * 28  # the official trainer's image cap: at most 256 image tokens
 REPO_CONFIGS = data.REPO_DIR / "configs"  # accelerate / DeepSpeed launch configs
 
 
@@ -72,7 +73,7 @@ class Preset:
     gradient_checkpointing: bool = True  # pays on the 3B (long completions), not on tiny
     save_steps: int = 50
     logging_steps: int = 1
-    max_pixels: int | None = None  # cap the image size the processor feeds the model
+    max_pixels: int | None = None  # cap the image size the processor feeds the model (3B)
     fast_sampling: bool = True  # static KV cache; decoding compiled into CUDA graphs on a GPU
     vllm: str | None = None  # sample with vLLM: "colocate" (same GPU) or "server" (its own GPU)
     vllm_url: str | None = None  # the vLLM server's address with vllm="server"
@@ -83,6 +84,7 @@ class Preset:
 
 PRESETS: dict[str, Preset] = {
     "qwen2.5-vl-3b": Preset(
+        max_pixels=GRIT_MAX_PIXELS,
         note="GRIT's official run: full fine-tuning, bf16 mixed precision, one 80 GB GPU "
         "(or 8 with ZeRO-2)."
     ),
@@ -90,6 +92,7 @@ PRESETS: dict[str, Preset] = {
         lora=True,
         learning_rate=2e-5,  # adapters start at zero: they need ~10x the full-FT rate
         max_per_device=2,
+        max_pixels=GRIT_MAX_PIXELS,
         note="LoRA r=64 on every language-model projection: fits a 24 GB GPU.",
     ),
     "qwen2.5-vl-3b-colab": Preset(
@@ -99,7 +102,7 @@ PRESETS: dict[str, Preset] = {
         fp16=True,
         max_per_device=2,
         max_completion_length=512,  # GRIT's answers are a few hundred tokens at most
-        max_pixels=256 * 28 * 28,  # 448 x 448: at most 256 image tokens a prompt
+        max_pixels=GRIT_MAX_PIXELS,  # GRIT's cap: 448 x 448 at most, 256 image tokens
         note="LoRA r=64 in fp16 with capped images and completions: a free Colab T4 (16 GB).",
     ),
     "tiny-cpu": Preset(
@@ -158,7 +161,7 @@ def resolve_model(name: str, timeout: float = 5.0) -> str:
     if path.is_dir():
         return str(path)
     if path.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1:
-        raise TrainError(f"no model folder {name}: check the path (a hub id is owner/name)")
+        raise TrainError(f"no model folder at {name}: check the path (a hub id is owner/name)")
     if "/" not in name:
         raise TrainError(
             f"unknown model {name!r}: give a hub id (e.g. {QWEN_3B}), a local folder, or 'tiny'"
@@ -242,7 +245,9 @@ def load_model(preset: Preset, model: Any = None, processor: Any = None) -> tupl
         model, processor = random_3b(weight_dtype(preset))
     if model is None:
         path = resolve_model(preset.model)
-        kwargs = {"max_pixels": preset.max_pixels} if preset.max_pixels else {}
+        kwargs = {}
+        if preset.max_pixels:  # smart_resize keeps the area within [shortest, longest]
+            kwargs["size"] = {"shortest_edge": QWEN_MIN_PIXELS, "longest_edge": preset.max_pixels}
         try:
             model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
                 path, dtype=weight_dtype(preset)
@@ -544,7 +549,7 @@ def train(
     checkpoint = None
     if resume:
         checkpoint, skipped = runs.resume_point(output)
-        for line in skipped:
+        for line in [*skipped, *runs.changed_settings(output / "preset.json", preset)]:
             print(line, flush=True)
         if main:
             runs.cut_log(output / "metrics.jsonl", runs.checkpoint_step(checkpoint))

@@ -23,6 +23,21 @@ def test_official_preset_matches_the_paper():
     assert config.use_bias_correction_kl is False
     assert config.gradient_checkpointing and config.save_steps == 50
     assert preset.bf16 and preset.max_prompt_length == 750
+    assert preset.max_pixels == 256 * 28 * 28  # GRPOGRTrainer's cap on the image
+
+
+def test_the_image_cap_reaches_the_processor(monkeypatch):
+    """A capped preset's processor resizes as GRIT's trainer did (boxes live in that grid)."""
+    from PIL import Image
+
+    from grit_lite.boxes import resized_for
+
+    capped = dataclasses.replace(train.PRESETS["tiny-cpu"], max_pixels=28 * 28 * 4)
+    _, processor = train.load_model(capped)
+    image = Image.new("RGB", (224, 224))
+    assert resized_for(processor, image) == (56, 56)
+    grid = processor(text=["<|image_pad|>"], images=[image], return_tensors="pt")
+    assert grid["image_grid_thw"].tolist() == [[1, 4, 4]]  # 56 px / 14 px patches
 
 
 @pytest.mark.parametrize("world", [1, 2, 4, 8])
