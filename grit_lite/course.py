@@ -87,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("only", nargs="*", help="run only notebooks whose name contains this")
     args = parser.parse_args(argv)
 
+    if not args.notebooks.is_dir():
+        print(f"error: {args.notebooks} is not a folder of notebooks", file=sys.stderr)
+        return 2
     paths = course_notebooks(args.notebooks)
     if args.only:
         paths = [p for p in paths if any(key in p.name for key in args.only)]
@@ -96,7 +99,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from nbconvert import HTMLExporter
 
-    args.out.mkdir(parents=True, exist_ok=True)
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # under a file, or not writable
+        print(f"error: cannot write to {args.out} ({err.strerror})", file=sys.stderr)
+        return 2
     exporter = HTMLExporter()
     for path in (bar := tqdm(paths, desc="course", unit="notebook")):
         bar.set_postfix_str(path.name)

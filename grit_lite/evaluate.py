@@ -212,14 +212,11 @@ def record_names(models: Sequence[str]) -> dict[str, str]:
 def load_model(name: str) -> tuple[Any, Any]:
     """A local checkpoint folder (tiny or 3B, or a GRPO run's ``final``) or a hub id."""
     from grit_lite.tiny import load_tiny
-
-    if Path(name).expanduser().is_dir():
-        return load_tiny(Path(name).expanduser())
     from grit_lite.train import TrainError, resolve_model  # fails fast when offline
 
     try:
         return load_tiny(resolve_model(name))
-    except (OSError, ValueError) as error:  # no such hub repository, not a Qwen2.5-VL model
+    except (OSError, ValueError) as error:  # no such hub repository, not a Qwen2.5-VL folder
         raise TrainError(f"cannot load the model {name}: {error}") from None
 
 
@@ -431,6 +428,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(compare(summaries).to_string())
     if args.record and len(summaries) == 2:
         path = Path(args.record)
+        path.parent.mkdir(parents=True, exist_ok=True)
         log = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
         (before, after), names = summaries.values(), ("base", "trained")
         log["eval"] = dict(zip(names, summaries.values(), strict=True))

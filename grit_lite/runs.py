@@ -136,6 +136,20 @@ def resume_point(folder: Path) -> tuple[Path, list[str]]:
     raise RunFolderError(f"no complete checkpoint to resume from in {folder}: {why}")
 
 
+def changed_settings(saved: Path, preset: Any) -> list[str]:
+    """A line for each setting a resumed run changes from the run it continues (a new
+    ``max_steps`` is usual; a new G or learning rate is worth a second look)."""
+    import dataclasses
+
+    try:
+        before = json.loads(saved.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    now = {k: v for k, v in dataclasses.asdict(preset).items() if k != "note"}
+    changed = [key for key in now if key in before and before[key] != now[key]]
+    return [f"resuming with {k} = {now[k]!r} (the run used {before[k]!r})" for k in changed]
+
+
 def checkpoint_step(checkpoint: Path) -> int:
     return int(json.loads((checkpoint / "trainer_state.json").read_text())["global_step"])
 

@@ -122,6 +122,15 @@ def test_checkpoints_are_ordered_by_step_not_by_name(tmp_path):
     assert runs.resume_point(tmp_path)[0].name == "checkpoint-100"
 
 
+def test_resume_names_the_settings_it_changes(tmp_path):
+    preset = train.PRESETS["tiny-cpu"]
+    (tmp_path / "preset.json").write_text(json.dumps(dataclasses.asdict(preset)))
+    assert runs.changed_settings(tmp_path / "preset.json", preset) == []
+    changed = dataclasses.replace(preset, learning_rate=1e-3, note="other")
+    lines = runs.changed_settings(tmp_path / "preset.json", changed)
+    assert lines == ["resuming with learning_rate = 0.001 (the run used 0.0001)"]
+
+
 def test_cut_log_keeps_the_steps_up_to_the_checkpoint(tmp_path):
     log = tmp_path / "metrics.jsonl"
     rows = [{"step": s, "reward": s / 10} for s in (1, 2, 3, 4)]
@@ -235,6 +244,7 @@ def test_record_files_are_unique_and_readable():
     [(["-n", "0"], "must be greater than 0"),
      (["--max-new-tokens", "0"], "must be greater than 0"),
      (["--model", "runs/no-such-run/final"], "no model folder"),
+     (["--model", "tests"], "cannot load the model"),
      (["--split", "no-such-file.jsonl"], "no such file")],
 )  # fmt: skip
 def test_evaluate_refuses_bad_input_with_one_line(capsys, argv, message):
