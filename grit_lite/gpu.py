@@ -84,9 +84,7 @@ class MasterWeightAdamW(torch.optim.AdamW):
     foreach temporaries never exist for the whole model at once.
     """
 
-    def __init__(
-        self, params: Iterable[Any], chunk_bytes: int = 2**30, **kwargs: Any
-    ) -> None:
+    def __init__(self, params: Iterable[Any], chunk_bytes: int = 2**30, **kwargs: Any) -> None:
         groups = list(params)
         if groups and not isinstance(groups[0], dict):
             groups = [{"params": groups}]
