@@ -1,4 +1,5 @@
-"""The run folder: what a run keeps, how it resumes, and how it stops when asked.
+"""The run folder: what a run keeps, how it resumes, and how it stops when asked; and the
+checks the command lines make before anything runs.
 
 A run folder holds TRL's ``checkpoint-N`` folders, ``metrics.jsonl`` (one line per logged
 step), ``preset.json`` and the pictures. Three promises keep it trustworthy:
@@ -12,6 +13,7 @@ step), ``preset.json`` and the pictures. Three promises keep it trustworthy:
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 RECORDS = ("metrics.jsonl", "preset.json", "rewards.png", "final", "reference", "README.md",
+           "heldout.txt", "heldout.json",
            "rollouts_start.jsonl", "rollouts_start.png", "rollouts_end.jsonl",
            "rollouts_end.png")  # fmt: skip
 
@@ -220,3 +223,28 @@ def stop_on_interrupt(flag: threading.Event) -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def number_arg(kind: type, low: float, strict: bool) -> Any:
+    """An argparse type: a ``kind`` above ``low`` (``strict``) or at least ``low``."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value != value or value in (float("inf"), float("-inf")):  # nan, inf
+            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+        if value < low or (strict and value == low):
+            relation = "greater than" if strict else "at least"
+            raise argparse.ArgumentTypeError(f"must be {relation} {low:g}, got {text}")
+        return value
+
+    return parse
+
+
+def folder_arg(text: str) -> str:
+    """An argparse type: an existing folder."""
+    if not Path(text).expanduser().is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is not a folder")
+    return text

@@ -314,3 +314,25 @@ def test_accelerate_launch_runs_two_cpu_processes(tmp_path):
     logged = train.read_metrics(tmp_path / "run" / "metrics.jsonl")
     assert [row["step"] for row in logged] == [1, 2]  # one line a step, from process 0 only
     assert runs.incomplete(tmp_path / "run" / "checkpoint-2") is None
+
+
+# -- the console a newcomer sees -----------------------------------------------------------------
+
+
+def test_a_short_cli_run_reads_well_and_keeps_two_checkpoints(tmp_path):
+    """No FutureWarning, no printed log dicts, a start/end table, at most two checkpoints."""
+    command = [sys.executable, "-m", "grit_lite.train", "--preset", "tiny-cpu", "--max-steps",
+               "3", "--save-steps", "1", "--rollouts", "0", "--output",
+               str(tmp_path / "run")]  # fmt: skip
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    printed = done.stdout + done.stderr
+    assert "Warning" not in printed and "{'loss'" not in printed and "Writing model" not in printed
+    assert "GRPO-GR: 100%" in done.stderr and "reward=" in done.stderr  # the one bar
+    table = (tmp_path / "run" / "heldout.txt").read_text()
+    assert table in done.stdout
+    for row in ("format: four tags in order", "answer accuracy (GRIT prompt)"):
+        start, end = table.split(row)[1].split()[:2]
+        assert 0 <= float(start) <= 1 and 0 <= float(end) <= 1
+    assert [p.name for p in runs.checkpoints(tmp_path / "run")] == ["checkpoint-2", "checkpoint-3"]
+    assert train.read_metrics(tmp_path / "run" / "metrics.jsonl")[-1]["step"] == 3

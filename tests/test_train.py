@@ -8,7 +8,7 @@ import time
 import pytest
 import torch
 
-from grit_lite import tiny, train
+from grit_lite import presets, tiny, train
 
 
 def test_official_preset_matches_the_paper():
@@ -64,7 +64,7 @@ def test_lora_preset_wraps_a_scaled_down_model():
 
 
 def test_gpu_preset_fails_fast_offline(monkeypatch):
-    monkeypatch.setattr(train, "_cached", lambda name: False)
+    monkeypatch.setattr(presets, "_cached", lambda name: False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(train.TrainError, match="tiny-cpu") as error:
         train.resolve_model("Qwen/Qwen2.5-VL-3B-Instruct")
@@ -100,12 +100,12 @@ def test_auto_preset_picks_full_fine_tuning_only_where_it_fits(monkeypatch, gib,
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: bf16)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda index: card)
-    monkeypatch.setattr(train, "_cached", lambda name: True)
+    monkeypatch.setattr(presets, "_cached", lambda name: True)
     assert train.auto_preset()[0] == expected
 
 
 def test_cli_reports_offline_error_without_a_traceback(monkeypatch, tmp_path):
-    monkeypatch.setattr(train, "_cached", lambda name: False)
+    monkeypatch.setattr(presets, "_cached", lambda name: False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(SystemExit, match="error: cannot fetch"):
         train.main(["--preset", "qwen2.5-vl-3b", "--output", str(tmp_path)])

@@ -1,0 +1,205 @@
+"""What a run shows and keeps besides checkpoints: the console, the log, the pictures, and
+a held-out table of the start model against the trained one.
+
+The console is one progress bar with the four numbers a learner watches (total reward,
+answer accuracy, the think/rethink format reward, KL); every number TRL logs still goes to
+``metrics.jsonl``. At the end, :func:`heldout_table` says whether the run learnt anything.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from grit_lite import data, rewards, scoring, tiny
+from grit_lite.boxes import qwen_to_original, resized_for
+from grit_lite.format import build_prompt, draw_boxes, parse_completion
+
+WATCHED = {  # bar label -> TRL's log key
+    "reward": "reward",
+    "accuracy": "rewards/answer_accuracy_reward/mean",
+    "format": "rewards/think_rethink_format_reward/mean",
+    "kl": "kl",
+}
+
+
+def progress_bar() -> Any:
+    """A TrainerCallback drawing one bar for the run, its postfix the :data:`WATCHED` numbers."""
+    from tqdm.auto import tqdm
+    from transformers import TrainerCallback
+
+    class RunBar(TrainerCallback):
+        bar: Any = None
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if state.is_world_process_zero:
+                self.bar = tqdm(total=state.max_steps, initial=state.global_step,
+                                desc="GRPO-GR", unit="step", dynamic_ncols=True)  # fmt: skip
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
+            if self.bar is not None and logs and "reward" in logs:
+                shown = {k: f"{logs[key]:.3f}" for k, key in WATCHED.items() if key in logs}
+                self.bar.set_postfix(shown, refresh=False)
+                self.bar.update(state.global_step - self.bar.n)
+
+        def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if self.bar is not None:
+                self.bar.update(state.global_step - self.bar.n)
+                self.bar.close()
+                self.bar = None
+
+    return RunBar()
+
+
+def metrics_callback(path: Path) -> Any:
+    """A TrainerCallback that appends every log line (with its step) to ``path``."""
+    from transformers import TrainerCallback
+
+    class Metrics(TrainerCallback):
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
+            if state.is_world_process_zero and logs:
+                if torch.cuda.is_available() and "reward" in logs:
+                    logs["peak_gpu_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
+                with path.open("a", encoding="utf-8") as f:
+                    f.write(json.dumps({"step": state.global_step, **logs}) + "\n")
+
+    return Metrics()
+
+
+def _finish(fig: Any, out: str | Path | None) -> Any:
+    """Lay out ``fig``; with ``out``, save it (small: 80 dpi) and close it so runs keep no
+    figures open. Returns the figure for notebooks."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    if out is not None:
+        fig.savefig(out, dpi=80)
+        plt.close(fig)
+    return fig
+
+
+def read_metrics(path: str | Path) -> list[dict[str, Any]]:
+    """The log lines of a run's ``metrics.jsonl`` that carry rewards (one per step)."""
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    return [row for row in map(json.loads, lines) if "reward" in row]
+
+
+def plot_rewards(metrics: Sequence[dict[str, Any]], out: str | Path | None = None) -> Any:
+    """One panel per reward function (mean over the step's completions) plus the total."""
+    import matplotlib.pyplot as plt
+
+    keys = sorted({k for row in metrics for k in row if k.startswith("rewards/") and "/mean" in k})
+    keys.append("reward")
+    fig, axes = plt.subplots(1, len(keys), figsize=(2.6 * len(keys), 2.4), squeeze=False)
+    steps = [row["step"] for row in metrics]
+    for ax, key in zip(axes[0], keys, strict=True):
+        values = [row.get(key, float("nan")) for row in metrics]
+        ax.plot(steps, values, lw=1)
+        name = key.split("/")[1] if "/" in key else "total"
+        ax.set_title(name.removesuffix("_reward"), fontsize=8)
+        ax.set_ylim(0, rewards.REWARD_MAX.get(name, rewards.GRIT_MAX_TOTAL) * 1.05)
+        ax.set_xlabel("step", fontsize=8)
+        ax.tick_params(labelsize=7)
+    return _finish(fig, out)
+
+
+def rollouts(
+    model: Any, processor: Any, items: Sequence[tuple[data.Record, Any]], max_new_tokens: int
+) -> list[dict[str, Any]]:
+    """Greedy completions to the GRIT prompt, parsed and scored with the reward preset; the
+    think boxes are mapped from the pixels the model saw to the image's, ready to draw."""
+    prompts = [build_prompt(r.question) for r, _ in items]
+    texts = tiny.generate(model, processor, prompts, [im for _, im in items], max_new_tokens)
+    out = []
+    for (record, image), text in zip(items, texts, strict=True):
+        seen = resized_for(processor, image)
+        boxes = [qwen_to_original(b, image.size, seen) for b in parse_completion(text).boxes]
+        scores = {
+            fn.__name__: fn([text], answer=[record.answer], dataset=[record.dataset])[0]
+            for fn in rewards.GRIT_REWARDS
+        }
+        out.append({"question": record.question, "answer": record.answer, "completion": text,
+                    "boxes": boxes, "rewards": scores})  # fmt: skip
+    return out
+
+
+def draw_rollouts(
+    rows: Sequence[dict[str, Any]],
+    items: Sequence[tuple[data.Record, Any]],
+    out: str | Path | None = None,
+) -> Any:
+    """The rollouts' think boxes on their images, with question, answer and total reward."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(rows), figsize=(3 * len(rows), 3.6), squeeze=False)
+    for ax, row, (_, image) in zip(axes[0], rows, items, strict=True):
+        ax.imshow(draw_boxes(image, row["boxes"], width=2))
+        total = sum(row["rewards"].values())
+        answer = parse_completion(row["completion"]).answer
+        ax.set_title(f"{row['question']}\nsaid {answer!r} (truth {row['answer']}) R={total:.2f}",
+                     fontsize=7)  # fmt: skip
+        ax.axis("off")
+    return _finish(fig, out)
+
+
+def write_rollouts(output: Path, stage: str, rows: list[dict[str, Any]], items: Any) -> None:
+    with (output / f"rollouts_{stage}.jsonl").open("w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
+    draw_rollouts(rows, items, output / f"rollouts_{stage}.png")
+
+
+# ---------------------------------------------------------------------------------------------
+# The held-out table at the end of a run
+# ---------------------------------------------------------------------------------------------
+
+
+def heldout_summary(
+    model: Any, processor: Any, items: Sequence[tuple[data.Record, Any]], max_new_tokens: int
+) -> dict[str, Any]:
+    """Greedy completions on held-out items, scored as notebook 07 scores them, plus the
+    plain-question accuracy (what the model knows without GRIT's prompt)."""
+    was_training = model.training
+    model.eval()
+    try:
+        rows = scoring.evaluate_model(model, processor, items, max_new_tokens, progress=False)
+        summary = scoring.summarize(rows)
+        summary["plain_accuracy"] = scoring.plain_accuracy(model, processor, items)
+    finally:
+        model.train(was_training)
+    return summary
+
+
+def heldout_table(before: dict[str, Any], after: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Notebook 06's learning bars for the start and the trained model."""
+    return scoring.learning_bars(before, after, before["plain_accuracy"])
+
+
+def format_table(bars: dict[str, dict[str, Any]], n: int) -> str:
+    """The bars as a small text table for the console and ``heldout.txt``."""
+
+    def cell(value: Any) -> str:
+        return "-" if value is None else f"{value:.3f}"
+
+    width = max(map(len, bars))
+    lines = [f"held-out scenes: {n}, greedy", f"{'':{width}}  {'start':>6}  {'end':>6}  bar"]
+    for name, row in bars.items():
+        lines.append(f"{name:{width}}  {cell(row['before']):>6}  {cell(row['after']):>6}  "
+                     f"{row['bar']}")  # fmt: skip
+    return "\n".join(lines)
+
+
+def write_heldout(output: Path, before: dict[str, Any], after: dict[str, Any], n: int) -> str:
+    """Print the start-vs-end table and keep it in the run folder (``heldout.txt`` to read,
+    ``heldout.json`` with every summary number). Returns the table."""
+    bars = heldout_table(before, after)
+    table = format_table(bars, n)
+    (output / "heldout.txt").write_text(table + "\n", encoding="utf-8")
+    record = {"n": n, "start": before, "end": after, "bars": bars}
+    (output / "heldout.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
+    return table
+

@@ -1,0 +1,198 @@
+"""Scoring grounded reasoning: is the answer right, are the boxes right, are they used?
+
+The measurements of :mod:`grit_lite.evaluate` (notebook 07), kept below training so that a
+run can score its own start and end (``python -m grit_lite.train`` ends with them):
+
+* **answer accuracy**, by the course's judge (rules offline, an LLM when configured);
+* **grounding**: the boxes written inside ``<think>``, converted from the model's resized
+  image back to original pixels, Hungarian-matched to the annotated boxes of the question's
+  key objects (:func:`grit_lite.boxes.grounding_scores`);
+* **whether the reasoning uses its regions** (:func:`box_answer_consistency`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from grit_lite import data, rewards
+from grit_lite.boxes import grounding_scores, qwen_resized_size, qwen_to_original, resized_for
+from grit_lite.format import FORMAT_RULES, build_prompt, extract_answer, parse_completion
+
+_RELATION = re.compile(r"\b(left of|right of|above|below)\b")
+_GROUNDING = ("mean_iou", "precision", "recall")
+
+
+def _as_int(text: str | None) -> int | None:
+    from grit_lite.judge import normalize_answer
+
+    words = normalize_answer(text or "")
+    return int(words[0]) if len(words) == 1 and words[0].isdigit() else None
+
+
+def _centre(box: Sequence[float]) -> tuple[float, float]:
+    return (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+
+
+def implied_by_boxes(question: str, boxes: Sequence[Sequence[float]]) -> str | None:
+    """The yes/no that the first two boxes imply for "Is the A <relation> the B?", or None."""
+    match = _RELATION.search(question)
+    if match is None or len(boxes) < 2:
+        return None
+    (ax, ay), (bx, by) = _centre(boxes[0]), _centre(boxes[1])
+    gap = {"left of": bx - ax, "right of": ax - bx, "above": by - ay, "below": ay - by}
+    return "yes" if gap[match.group(1)] > 0 else "no"
+
+
+def box_answer_consistency(completion: str, question: str, dataset: str) -> float | None:
+    """1.0 when the answer follows from the completion's own think boxes, 0.0 when it does
+    not, None when undefined (no answer, or a dataset with no rule).
+
+    Counting (``tallyqa``): the answer, as an integer, equals the number of think boxes.
+    Spatial (``vsr`` yes/no questions with a relation): the answer equals the relation
+    evaluated on the centres of the first two think boxes (fewer than two boxes: 0.0). A
+    model that draws boxes and then answers something else scores 0 even when right.
+    """
+    parsed = parse_completion(completion)
+    said = (parsed.answer or "").strip().lower().strip(".!")
+    if not said:
+        return None
+    if dataset == "tallyqa":
+        return float(_as_int(said) == len(parsed.boxes))
+    if dataset == "vsr" and said in ("yes", "no") and _RELATION.search(question):
+        return float(implied_by_boxes(question, parsed.boxes) == said)
+    return None
+
+
+def score_completion(
+    completion: str,
+    record: data.Record,
+    resized: tuple[int, int] | None = None,
+    judge: Any = None,
+) -> dict[str, Any]:
+    """Every per-sample metric of one completion to ``record``'s question.
+
+    ``resized`` is the (width, height) the model saw (default: Qwen2.5-VL's ``smart_resize``
+    of the record's size with the processor's default limits); think boxes are mapped from
+    it to the record's original pixels before matching.
+    """
+    parsed = parse_completion(completion)
+    size = (record.width, record.height)
+    seen = resized or qwen_resized_size(*size)
+    boxes = [qwen_to_original(b, size, seen) for b in parsed.boxes]
+    annotated = bool(record.bboxs) or (record.dataset == "tallyqa" and _as_int(record.answer) == 0)
+    grounding = grounding_scores(boxes, record.bboxs) if annotated else dict.fromkeys(_GROUNDING)
+    kwargs = {"answer": [record.answer], "dataset": [record.dataset], "question": [record.question]}
+    components = {fn.__name__: fn([completion], **kwargs)[0] for fn in rewards.GRIT_REWARDS[1:]}
+    correct = rewards.answer_accuracy_score(completion, record.answer, record.question, judge)
+    components = {"answer_accuracy_reward": correct, **components}
+    row: dict[str, Any] = {
+        "question": record.question,
+        "truth": record.answer,
+        "dataset": record.dataset,
+        "completion": completion,
+        "answer": extract_answer(completion),
+        "correct": correct,
+        "format": parsed.checks,
+        "well_formed": parsed.well_formed,
+        "boxes": [list(b) for b in boxes],
+        "iou": grounding["mean_iou"],
+        "precision": grounding["precision"],
+        "recall": grounding["recall"],
+        "rewards": components,
+        "reward": sum(components.values()),
+        "consistency": box_answer_consistency(completion, record.question, record.dataset),
+    }
+    if record.dataset == "tallyqa":
+        row["count"] = {
+            "boxes": len(boxes),
+            "said": _as_int(row["answer"]),
+            "truth": _as_int(record.answer),
+        }
+    return row
+
+
+def _mean(values: Sequence[float | None]) -> float | None:
+    kept = [v for v in values if v is not None]
+    return sum(kept) / len(kept) if kept else None
+
+
+def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Means over samples: accuracy per dataset family, every format rule, each reward,
+    grounding (all samples, and those with at least one box), count and box-answer
+    consistency. A mean over no samples is None, never a division by zero."""
+    out: dict[str, Any] = {"n": len(rows), "accuracy": _mean([r["correct"] for r in rows])}
+    for family in sorted({r["dataset"] for r in rows}):
+        out[f"accuracy/{family}"] = _mean([r["correct"] for r in rows if r["dataset"] == family])
+    for rule in FORMAT_RULES:
+        out[f"format/{rule}"] = _mean([float(r["format"][rule]) for r in rows])
+    out["format/all_four_tags_in_order"] = out.get("format/tags_in_order")
+    for name in rows[0]["rewards"] if rows else ():
+        out[f"reward/{name}"] = _mean([r["rewards"][name] for r in rows])
+    out["reward/total"] = _mean([r["reward"] for r in rows])
+    for key in ("iou", "precision", "recall"):
+        out[f"grounding/{key}"] = _mean([r[key] for r in rows])
+    boxed = [r for r in rows if r["boxes"]]
+    out["grounding/with_boxes"] = len(boxed) / len(rows) if rows else None
+    out["grounding/iou_when_boxed"] = _mean([r["iou"] for r in boxed])
+    counts = [r["count"] for r in rows if "count" in r]
+    out["count/boxes_equal_truth"] = _mean([float(c["boxes"] == c["truth"]) for c in counts])
+    out["count/said_equals_boxes"] = _mean([float(c["said"] == c["boxes"]) for c in counts])
+    out["consistency"] = _mean([r["consistency"] for r in rows])
+    return out
+
+
+def evaluate_model(
+    model: Any,
+    processor: Any,
+    items: Sequence[tuple[data.Record, Any]],
+    max_new_tokens: int = 256,
+    batch: int = 16,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Greedy completions to the GRIT prompt for every item, scored by :func:`score_completion`."""
+    from tqdm.auto import tqdm
+
+    from grit_lite.tiny import generate
+
+    rows = []
+    for i in tqdm(range(0, len(items), batch), desc="evaluate", disable=not progress):
+        chunk = items[i : i + batch]
+        prompts = [build_prompt(r.question) for r, _ in chunk]
+        texts = generate(model, processor, prompts, [im for _, im in chunk], max_new_tokens, batch)
+        for (record, image), text in zip(chunk, texts, strict=True):
+            resized = resized_for(processor, image)
+            rows.append(score_completion(text, record, resized))
+    return rows
+
+
+def plain_accuracy(model: Any, processor: Any, items: Sequence[tuple[data.Record, Any]]) -> float:
+    """Accuracy on the bare questions (no GRIT suffix): what the base model knows before RL."""
+    from grit_lite.judge import rule_judge
+    from grit_lite.tiny import generate
+
+    said = generate(model, processor, [r.question for r, _ in items], [im for _, im in items], 8)
+    scores = [rule_judge(r.question, r.answer, s) for (r, _), s in zip(items, said, strict=True)]
+    return sum(scores) / max(1, len(scores))
+
+
+def learning_bars(
+    before: dict[str, Any], after: dict[str, Any], base_plain_accuracy: float
+) -> dict[str, dict[str, Any]]:
+    """The course's bars for a GRPO-GR run (notebook 06), from two :func:`summarize` results.
+
+    Format compliance is all four think/rethink tags in order; "boxed" is the fraction of
+    completions with at least one box inside ``<think>``; the IoU is over those completions
+    only; accuracy after RL must stay within 5 points of the base model's plain QA accuracy.
+    """
+    rows = {
+        "format: four tags in order": ("format/all_four_tags_in_order", ">= 0.90"),
+        "completions with a think box": ("grounding/with_boxes", ">= 0.80"),
+        "IoU of those boxes": ("grounding/iou_when_boxed", ">= 0.40"),
+        "answer accuracy (GRIT prompt)": ("accuracy", f">= {base_plain_accuracy - 0.05:.2f}"),
+    }
+    return {
+        name: {"before": before.get(key), "after": after.get(key), "bar": bar}
+        for name, (key, bar) in rows.items()
+    } | {"base plain-QA accuracy": {"before": base_plain_accuracy, "after": None, "bar": ""}}
