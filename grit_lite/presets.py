@@ -51,7 +51,7 @@ class Preset:
     keep_checkpoints: int = 2  # the newest N checkpoints stay on disk (--resume needs one)
     eval_items: int = 16  # held-out scenes scored at the start and the end of a run
     logging_steps: int = 1
-    max_pixels: int | None = None  # cap the image size the processor feeds the model (3B)
+    max_pixels: int | None = GRIT_MAX_PIXELS  # image cap: <= 256 image tokens, boxes in that grid
     fast_sampling: bool = True  # static KV cache; decoding compiled into CUDA graphs on a GPU
     vllm: str | None = None  # sample with vLLM: "colocate" (same GPU) or "server" (its own GPU)
     vllm_url: str | None = None  # the vLLM server's address with vllm="server"
@@ -62,7 +62,6 @@ class Preset:
 
 PRESETS: dict[str, Preset] = {
     "qwen2.5-vl-3b": Preset(
-        max_pixels=GRIT_MAX_PIXELS,
         note="GRIT's official run: full fine-tuning, bf16 mixed precision, one 80 GB GPU "
         "(or 8 with ZeRO-2)."
     ),
@@ -70,7 +69,6 @@ PRESETS: dict[str, Preset] = {
         lora=True,
         learning_rate=2e-5,  # adapters start at zero: they need ~10x the full-FT rate
         max_per_device=2,
-        max_pixels=GRIT_MAX_PIXELS,
         note="LoRA r=64 on every language-model projection: fits a 24 GB GPU.",
     ),
     "qwen2.5-vl-3b-colab": Preset(
@@ -80,7 +78,6 @@ PRESETS: dict[str, Preset] = {
         fp16=True,
         max_per_device=2,
         max_completion_length=512,  # GRIT's answers are a few hundred tokens at most
-        max_pixels=GRIT_MAX_PIXELS,  # GRIT's cap: 448 x 448 at most, 256 image tokens
         note="LoRA r=64 in fp16 with capped images and completions: a free Colab T4 (16 GB).",
     ),
     "tiny-cpu": Preset(
@@ -101,6 +98,7 @@ PRESETS: dict[str, Preset] = {
         fast_sampling=False,  # CUDA graphs are a GPU feature; the recorded run decodes eagerly
         save_steps=25,
         eval_items=64,  # seconds on the CPU
+        max_pixels=None,  # the tiny processor's own size: 224 px scenes at 112 px, 16 tokens
         note="The shipped tiny model on the 20 synthetic triplets, 2 CPU cores.",
     ),
 }
