@@ -40,14 +40,14 @@ def _files(folder: Path) -> dict[str, bytes]:
 
 @pytest.mark.parametrize(
     "change",
-    [{"model": "./no/such/model"}, {"model": "not-a-hub-id"}, {"data_folder": "no-such-folder"}],
+    [{"model": "./no/such/model"}, {"model": "not-a-hub-id"}, {"data_choice": "no-such-folder"}],
 )
 def test_a_failed_start_keeps_the_earlier_run(tmp_path, change):
     before = _earlier_run(tmp_path / "run")
     preset = dataclasses.replace(train.PRESETS["tiny-cpu"], model=change.get("model", "tiny"))
     with pytest.raises((train.TrainError, data.DataError)):
         train.train(preset, tmp_path / "run", overwrite=True, n_rollouts=0,
-                    data_folder=change.get("data_folder"))  # fmt: skip
+                    data_choice=change.get("data_choice"))  # fmt: skip
     assert _files(tmp_path / "run") == before
 
 
