@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Sequence
 
 from grit_lite import train
@@ -55,4 +56,45 @@ def check_zero_std_fraction(fn: Callable[[Sequence[float], int], float]) -> None
         hint="Cut the flat list into consecutive groups of group_size (one prompt's "
         "completions each); a group is dead when all its rewards are equal (max == min). "
         "Return dead groups / all groups.",
+    )
+
+
+@functools.cache
+def sampled_think_rewards(group_size: int, groups: int = 3, seed: int = 0) -> tuple[float, ...]:
+    """The think/rethink reward of ``groups`` groups of ``group_size`` completions, sampled
+    at temperature 1 from the shipped tiny model for one training triplet, as a run's
+    rollouts are: the numbers GRPO would turn into advantages (seeded, so repeatable)."""
+    import torch
+    from transformers.utils import logging as hf_logging
+
+    from grit_lite import data, rewards, tiny
+    from grit_lite.format import build_prompt
+
+    hf_logging.disable_progress_bar()  # no "Loading weights" bar left in the notebook
+    model, processor = tiny.load_tiny(tiny.SHIPPED)
+    hf_logging.enable_progress_bar()
+    record, image = data.train_split()[0]
+    n = group_size * groups
+    torch.manual_seed(seed)
+    texts = tiny.generate(model, processor, [build_prompt(record.question)] * n, [image] * n,
+                          max_new_tokens=128, batch=n, sample=True)  # fmt: skip
+    return tuple(rewards.think_rethink_format_reward(texts))
+
+
+def _dead_groups() -> tuple[float, float, int]:
+    small = zero_std_fraction(sampled_think_rewards(2), 2)
+    large = zero_std_fraction(sampled_think_rewards(16), 16)
+    return small, large, 16 if large < small else 2
+
+
+def check_dead_groups(fn: Callable[[], tuple[float, float, int]]) -> None:
+    """``fn()`` -> (dead fraction at G 2, dead fraction at G 16, the G with fewer dead groups)."""
+    check_cases(
+        "dead_groups",
+        fn,
+        [()],
+        _dead_groups,
+        hint="Measure before you answer: the dead fraction of sampled_think_rewards(G) in "
+        "groups of G, once for G = 2 and once for G = 16. The third value is the G whose "
+        "fraction is smaller.",
     )
