@@ -139,11 +139,16 @@ def qwen_resized_size(
 def resized_for(processor: Any, image: Any) -> tuple[int, int]:
     """The size ``processor`` feeds its model for ``image`` (the processor's own min/max
     pixels, which a capped preset or the tiny model set below the 3B's defaults)."""
+    return resized_size_for(processor, image.width, image.height)
+
+
+def resized_size_for(processor: Any, width: int, height: int) -> tuple[int, int]:
+    """:func:`resized_for` from an image's size alone (what a reward function is given)."""
     ip = processor.image_processor
     size = getattr(ip, "size", None) or {}
     lo = size.get("shortest_edge", QWEN_MIN_PIXELS)
     hi = size.get("longest_edge", 28 * 28 * 1280)  # transformers' default for Qwen2.5-VL
-    return qwen_resized_size(image.width, image.height, min_pixels=lo, max_pixels=hi)
+    return qwen_resized_size(width, height, min_pixels=lo, max_pixels=hi)
 
 
 def _scale(box: Sequence[float], sx: float, sy: float) -> Box:

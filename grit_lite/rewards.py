@@ -467,6 +467,75 @@ REWARD_MAX.update(
 
 
 # ----------------------------------------------------------------------------------------
+# Opt-in: a reward for where the boxes are (not GRIT's; VLM-R1 pays one for grounding)
+# ----------------------------------------------------------------------------------------
+
+
+def box_place_score(
+    text: str,
+    bboxs: Sequence[Sequence[float]],
+    size: tuple[int, int],
+    seen: tuple[int, int] | None = None,
+) -> float:
+    """How well the think boxes cover the annotated objects: the matched mean IoU, in [0, 1].
+
+    GRIT's grounded-region reward pays for boxes and their number, never for their place, so
+    RL is free to move them anywhere. Here the think boxes (in the ``seen`` pixels the model
+    read; default Qwen's resize of ``size``) are mapped to the image's pixels and matched
+    one to one (Hungarian) with ``bboxs``; the IoU sum is divided by the larger count, so a
+    missing box and an extra box both cost and many boxes do not pay. No boxes where objects
+    exist scores 0; no boxes where none exist (a count of 0) scores 1.
+    """
+    from grit_lite.boxes import grounding_scores, qwen_resized_size, qwen_to_original
+    from grit_lite.format import parse_completion
+
+    try:
+        width, height = int(size[0]), int(size[1])
+        if width <= 0 or height <= 0:
+            return 0.0
+        seen = seen or qwen_resized_size(width, height)
+        found = parse_completion(completion_text(text)).boxes
+        boxes = [qwen_to_original(b, (width, height), seen) for b in found]
+        return grounding_scores(boxes, [list(map(float, b)) for b in bboxs])["mean_iou"]
+    except (TypeError, ValueError, IndexError):  # a malformed record: no signal, no crash
+        return 0.0
+
+
+def make_box_place_reward(seen: Callable[[int, int], tuple[int, int]] | None = None) -> RewardFunc:
+    """The box-place reward in TRL's signature, for records with ``bboxs``, ``width``,
+    ``height``. ``seen(width, height)`` is the size the model's processor resizes an image
+    to (``grit_lite.boxes.resized_for``); by default Qwen2.5-VL's own resize. Records
+    without annotated boxes and not a count of 0 (GRIT's VSR triplets) score 0 for every
+    completion: the same value across a group, so no gradient and no harm."""
+
+    def box_place_reward(completions: Sequence[Any], **kwargs: Any) -> list[float]:
+        n = len(completions)
+        boxes = list(kwargs.get("bboxs") or [[]] * n)
+        widths = list(kwargs.get("width") or [0] * n)
+        heights = list(kwargs.get("height") or [0] * n)
+        answers, datasets = column(kwargs.get("answer"), n), column(kwargs.get("dataset"), n)
+        out = []
+        for i, completion in enumerate(completions):
+            zero_count = datasets[i] == "tallyqa" and _as_count(answers[i]) == 0
+            if not boxes[i] and not zero_count:
+                out.append(0.0)
+                continue
+            size = (widths[i], heights[i])
+            try:
+                shown = seen(*size) if seen is not None else None
+            except (TypeError, ValueError):
+                shown = None
+            out.append(box_place_score(completion, boxes[i] or [], size, shown))
+        return out
+
+    return box_place_reward
+
+
+box_place_reward = make_box_place_reward()
+REWARD_MAX["box_place_reward"] = 1.0
+
+
+# ----------------------------------------------------------------------------------------
 # Display
 # ----------------------------------------------------------------------------------------
 

@@ -35,7 +35,7 @@ from typing import Any
 import torch
 
 from grit_lite import data, gpu, report, rewards, runs, tiny
-from grit_lite.boxes import QWEN_MIN_PIXELS
+from grit_lite.boxes import QWEN_MIN_PIXELS, resized_size_for
 from grit_lite.grpo import LOSS_TYPES
 from grit_lite.presets import (  # noqa: F401 -- the course reaches them as train.X
     GRIT_MAX_PIXELS,
@@ -171,13 +171,21 @@ def grpo_config(
     )
 
 
-def reward_functions(name: str) -> list[Any]:
-    """GRIT's six rewards as released, or with notebook 03's clean variants swapped in."""
+REWARD_SETS = ("grit", "clean", "grit+iou")
+
+
+def reward_functions(name: str, processor: Any = None) -> list[Any]:
+    """GRIT's six rewards as released, notebook 03's clean variants swapped in, or GRIT's six
+    plus the opt-in box-place reward (``grit+iou``: the IoU of the think boxes with the
+    annotated ones, measured in the pixels ``processor`` shows the model)."""
     if name == "grit":
         return list(rewards.GRIT_REWARDS)
     if name == "clean":
         return list(rewards.CLEAN_REWARDS)
-    raise TrainError(f"unknown reward set {name!r}: choose 'grit' or 'clean'")
+    if name == "grit+iou":
+        seen = (lambda w, h: resized_size_for(processor, w, h)) if processor is not None else None
+        return [*rewards.GRIT_REWARDS, rewards.make_box_place_reward(seen)]
+    raise TrainError(f"unknown reward set {name!r}: choose one of {', '.join(REWARD_SETS)}")
 
 
 GRIT_DATA_CACHE = Path.home() / ".cache" / "grit-lite" / "grit_data"
@@ -381,7 +389,7 @@ def train(
     stop = threading.Event()
     trainer = GRPOTrainer(
         model=model,
-        reward_funcs=reward_functions(preset.rewards),
+        reward_funcs=reward_functions(preset.rewards, processor),
         args=grpo_config(preset, output, world_size, raw_log),
         train_dataset=data.to_dataset(items),
         processing_class=processor,
@@ -499,7 +507,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--save-steps", type=positive_int, help="checkpoint every N steps")
     p.add_argument("--lr", type=positive, help="learning rate")
     p.add_argument("--lora", action="store_true", help="LoRA instead of full fine-tuning")
-    p.add_argument("--rewards", choices=["grit", "clean"])
+    p.add_argument("--rewards", choices=REWARD_SETS,
+                   help="grit+iou adds a reward for the boxes' place (not GRIT's)")  # fmt: skip
     p.add_argument("--seed", type=runs.number_arg(int, 0, False))
     p.add_argument("--beta", type=runs.number_arg(float, 0, False), help="KL weight (0: no KL)")
     p.add_argument("--temperature", type=positive, help="sampling temperature")
