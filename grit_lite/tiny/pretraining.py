@@ -201,7 +201,7 @@ def right_cell(model: Any, processor: Any, n: int = 64, seed: int = 4321) -> flo
     Grounding hangs on one look-up: from a name in the prompt to the image token holding it.
     Before it forms, boxes sit on the middle cells (the loss-optimal guess) and the loss
     barely shows the difference; once it forms, a box in the right cell has IoU ~0.7. So
-    this, not the loss, says when the look-up phase is done (measured in session 13 of
+    this, not the loss, says when the look-up phase is done (measured in
     ``docs/tiny_model_notes.md``: loss 0.241 with 50 % right cells, 0.230 with 86 %).
     """
     rng = random.Random(seed)
@@ -222,8 +222,8 @@ def right_cell(model: Any, processor: Any, n: int = 64, seed: int = 4321) -> flo
 # warm-up and cosine) until :func:`right_cell` reaches LOOKUP_BAR, at most LOOKUP_PASSES times.
 # Spatial yes/no comes last, one relation at a time: asked about all four at once the model
 # stayed at chance; "left of" alone it learnt in 300 steps, each relation added after it
-# followed, and the vertical pair came in together once "above" was known (session 16 of
-# docs/tiny_model_notes.md). Format and instruction kinds stay in the mix: left out, the
+# followed, and the vertical pair came in together once "above" was known
+# (docs/tiny_model_notes.md). Format and instruction kinds stay in the mix: left out, the
 # tags GRPO needs in its samples were gone.
 _KEEP = {"where2": 0.05, "ground": 0.15, "count": 0.1, "format": 0.05, "instruct": 0.05,
          "multipart": 0.05}  # fmt: skip
@@ -258,8 +258,8 @@ def pretrain_recipe(
     """Stage 1 as :data:`RECIPE`'s phases, in order; returns one log entry per pass.
 
     Why phases and not one mix: each skill rests on the one before. Mixed from the start,
-    the model learnt box *templates* by place and answered spatial at chance (sessions 3-12
-    of ``docs/tiny_model_notes.md``); grounding alone first grows the name -> image-token
+    the model learnt box *templates* by place and answered spatial at chance
+    (``docs/tiny_model_notes.md``); grounding alone first grows the name -> image-token
     look-up (a phase change, at a step that varies between runs, hence the measured stop),
     the places of one and two objects then turn it into words, and spatial's comparison
     rests on those, learnt one relation at a time (the sign of the comparison depends on
