@@ -36,68 +36,28 @@ from PIL import Image
 
 from grit_lite.boxes import qwen_resized_size
 from grit_lite.format import build_messages
-from grit_lite.world import (  # re-exported: data.Scene, data.render, ... keep working
-    CANVAS as CANVAS,
-)
-from grit_lite.world import (
-    CELL as CELL,
-)
-from grit_lite.world import (
-    COLOURS as COLOURS,
-)
-from grit_lite.world import (
-    OPPOSITE as OPPOSITE,
-)
-from grit_lite.world import (
-    RELATIONS as RELATIONS,
-)
-from grit_lite.world import (
-    SHAPES as SHAPES,
-)
-from grit_lite.world import (
-    Obj as Obj,
-)
-from grit_lite.world import (
-    Question as Question,
-)
-from grit_lite.world import (
-    Scene as Scene,
-)
-from grit_lite.world import (
-    _background as _background,
-)
-from grit_lite.world import (
-    _spatial_item as _spatial_item,
-)
-from grit_lite.world import (
-    cell_at as cell_at,
-)
-from grit_lite.world import (
-    counting_question as counting_question,
-)
-from grit_lite.world import (
-    make_scene as make_scene,
-)
-from grit_lite.world import (
-    outline_colour as outline_colour,
-)
-from grit_lite.world import (
-    relation_holds as relation_holds,
-)
-from grit_lite.world import (
-    render as render,
-)
-from grit_lite.world import (
-    shape_mask as shape_mask,
-)
-from grit_lite.world import (
-    spatial_question as spatial_question,
-)
-from grit_lite.world import (
-    synthetic_items as synthetic_items,
-)
-from grit_lite.world import (
-    unique_objects as unique_objects,
+from grit_lite.world import (  # noqa: F401 (re-exported: data.Scene and the like keep working)
+    CANVAS,
+    CELL,
+    COLOURS,
+    OPPOSITE,
+    RELATIONS,
+    SHAPES,
+    Obj,
+    Question,
+    Scene,
+    _background,
+    _spatial_item,
+    cell_at,
+    counting_question,
+    make_scene,
+    outline_colour,
+    relation_holds,
+    render,
+    shape_mask,
+    spatial_question,
+    synthetic_items,
+    unique_objects,
 )
 
 REPO_DIR = Path(__file__).resolve().parent.parent
