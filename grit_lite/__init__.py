@@ -1,7 +1,7 @@
 """grit-lite: learn GRIT (grounded reasoning with images, trained by GRPO-GR) by building it.
 
 Each notebook topic has one module: ``format`` (01), ``boxes`` (02), ``rewards`` (03),
-``grpo`` (04), ``data``/``tiny`` (05), ``train`` (06), ``evaluate`` (07).
+``grpo`` (04), ``data``/``world``/``tiny`` (05), ``train`` (06), ``evaluate`` (07).
 """
 
 from __future__ import annotations

@@ -266,5 +266,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         path.write_text(json.dumps(log, indent=1), encoding="utf-8")
         print(json.dumps(log["bars"], indent=1))
 
+
 if __name__ == "__main__":
     main()

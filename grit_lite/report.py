@@ -202,4 +202,3 @@ def write_heldout(output: Path, before: dict[str, Any], after: dict[str, Any], n
     record = {"n": n, "start": before, "end": after, "bars": bars}
     (output / "heldout.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
     return table
-

@@ -499,9 +499,10 @@ def test_first_box_cell_reads_the_centre_in_the_model_frame():
 
 def test_recipe_stops_the_look_up_phase_on_the_measured_check(monkeypatch, tmp_path):
     checks = iter([0.1, 0.5, 0.9])  # the third check passes: the look-up phase ends there
-    monkeypatch.setattr(tiny, "right_cell", lambda model, processor: next(checks))
+    # patched where they are looked up: the recipe in tiny.pretraining, main in tiny.cli
+    monkeypatch.setattr(tiny.pretraining, "right_cell", lambda model, processor: next(checks))
     small = tiny.build_tiny
-    monkeypatch.setattr(tiny, "build_tiny", lambda seed: small(seed, hidden=64, layers=2,
+    monkeypatch.setattr(tiny.cli, "build_tiny", lambda seed: small(seed, hidden=64, layers=2,
                                                                vision_hidden=32))  # fmt: skip
     tiny.main(["pretrain", "--out", str(tmp_path), "--scale", "0.002", "--batch", "2",
                "--vision-steps", "1", "--threads", "1"])  # fmt: skip
@@ -521,8 +522,8 @@ def test_recipe_stops_the_look_up_phase_on_the_measured_check(monkeypatch, tmp_p
 
 
 def test_recipe_caps_the_look_up_phase_and_keeps_snapshots(monkeypatch, tmp_path):
-    monkeypatch.setattr(tiny, "right_cell", lambda model, processor: 0.0)
-    monkeypatch.setattr(tiny, "RECIPE", tiny.RECIPE[:2])
+    monkeypatch.setattr(tiny.pretraining, "right_cell", lambda model, processor: 0.0)
+    monkeypatch.setattr(tiny.pretraining, "RECIPE", tiny.RECIPE[:2])
     model, processor = tiny.build_tiny(seed=1, hidden=64, layers=2, vision_hidden=32)
     log = tiny.pretrain_recipe(model, processor, batch=2, scale=0.002, snapshots=tmp_path)
     assert [p["pass"] for p in log[:-1]] == list(range(tiny.LOOKUP_PASSES))
