@@ -17,8 +17,12 @@ def check_merged_token_index(fn: Callable[[float, float, int], int]) -> None:
         fn,
         cases,
         tiny.merged_token_index,
-        hint="A merged token covers 2 x 2 patches of 14 px, i.e. 28 x 28 px. Its row is "
-        "y // 28, its column x // 28, and rows hold width // 28 tokens each, in order.",
+        hint=(
+            "The merged tokens tile the image in a grid, read row by row like text; find "
+            "the pixel's row and column in that grid.",
+            "A merged token covers 2 x 2 patches of 14 px, i.e. 28 x 28 px; a row of the "
+            "grid holds width / 28 tokens, and all rows above the pixel's row come first.",
+        ),
     )
 
 
@@ -31,7 +35,11 @@ def check_answer_from_boxes(fn: Callable[[str, list[list[float]]], str]) -> None
         fn,
         [(r.question, r.bboxs) for r in records],
         lambda q, b: truth[(q, tuple(map(tuple, b)))],
-        hint="Find which of 'left of', 'right of', 'above', 'below' the question names, take "
-        "the centre of each box ((x1 + x2) / 2, (y1 + y2) / 2), and compare the first box's "
-        "centre with the second's; y grows downwards, so 'above' means a smaller y.",
+        hint=(
+            "Reduce each box to one point, then the question is a comparison of two "
+            "coordinates; which coordinate depends on the relation the question names.",
+            "Use the centres of the boxes (first box = first object named). The relations "
+            "are 'left of', 'right of', 'above', 'below'; image y grows downwards, so "
+            "'above' means a smaller y.",
+        ),
     )

@@ -26,11 +26,13 @@ def check_count_consistency(fn: Callable[[str], float | None]) -> None:
         fn,
         [(c,) for c in _COMPLETIONS],
         lambda c: box_answer_consistency(c, "How many red circles are there?", "tallyqa"),
-        hint="Parse the completion with grit_lite.format.parse_completion: its .answer is the "
-        "text after <answer> (None or empty: return None) and .boxes the boxes inside "
-        "<think>. Normalise the answer with grit_lite.judge.normalize_answer: one word that "
-        "is a digit string is a count ('one' becomes '1'). 1.0 when that count equals "
-        "len(boxes), else 0.0.",
+        hint=(
+            "Consistency compares two numbers the completion itself states: how many boxes "
+            "it names in <think>, and the count it answers.",
+            "parse_completion gives .answer (None or empty: return None) and .boxes; "
+            "judge.normalize_answer turns the answer into words, number words into digits; "
+            "a single all-digit word is the count. 1.0 when it equals the number of boxes.",
+        ),
     )
 
 
@@ -54,8 +56,11 @@ def check_precision_recall(
         fn,
         cases,
         _pr,
-        hint="Match with grit_lite.boxes.match_boxes (pairs of (pred, gt, iou)); a hit is a "
-        "pair with iou >= 0.5. precision = hits / len(preds) (0.0 without predictions, "
-        "unless there is no ground truth either: 1.0), recall = hits / len(gts) (1.0 "
-        "without ground truth).",
+        hint=(
+            "Count the one-to-one matches that are good enough (IoU at least 0.5); "
+            "precision divides by what was predicted, recall by what was there to find.",
+            "boxes.match_boxes returns (pred, gt, iou) triples. Mind empty lists: with "
+            "nothing to find, recall is 1 and precision is 1 only if nothing was predicted; "
+            "with nothing predicted but something to find, both are 0.",
+        ),
     )

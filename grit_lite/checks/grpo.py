@@ -28,10 +28,13 @@ def check_group_advantages(fn: Callable[[torch.Tensor, int], torch.Tensor]) -> N
         fn,
         _advantage_cases(),
         grpo.group_advantages,
-        hint="View the rewards as (num_groups, group_size) with .view(-1, group_size); subtract "
-        "each row's mean and divide by (row std + 1e-4), where std is the unbiased one "
-        "(n - 1 in the denominator, torch's default .std(dim=1, keepdim=True)); flatten back "
-        "with .view(-1).",
+        hint=(
+            "Each prompt's completions are compared only with each other: centre and scale "
+            "every group of group_size consecutive rewards on its own.",
+            "Reshape the flat tensor into one row per group, take each row's mean and "
+            "unbiased std (torch's default), compute (r - mean) / (std + 1e-4) with "
+            "keepdim so shapes broadcast, and flatten the result back.",
+        ),
         tol=1e-5,
     )
 
@@ -55,7 +58,11 @@ def check_kl_k3(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> Non
         fn,
         _kl_cases(),
         grpo.kl_k3,
-        hint="With d = ref_logp - logp (reference minus policy, in that order), return "
-        "torch.exp(d) - d - 1 elementwise. It is 0 where the two agree and never negative.",
+        hint=(
+            "k3 is a function of the log-ratio between the reference and the policy for "
+            "each token; it is 0 where they agree and never negative.",
+            "Take d as reference log-prob minus policy log-prob (that order), then apply "
+            "the formula of section 4 elementwise with torch operations.",
+        ),
         tol=1e-5,
     )

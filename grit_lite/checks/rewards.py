@@ -37,11 +37,15 @@ def check_think_rethink_format(fn: Callable[[str], float]) -> None:
         fn,
         [(c,) for c in _COMPLETIONS],
         rewards.think_rethink_format_score,
-        hint="Walk the four tags in order over a remainder (start: the whole text); a tag "
-        "found scores 1 and the remainder becomes the text after its LAST occurrence "
-        "(str.rsplit(tag, 1)[1]). With all four, +1 if the think content (after the last "
-        "<think>, up to the next </think>, stripped) has >= 2 characters and >= 2 pieces "
-        "when split on ' ' after non-alphanumerics became spaces. Return points / 5 * 0.5.",
+        hint=(
+            "Five points: one per tag found while walking the four tags in order over what "
+            "is left of the text, one for a think part of more than one word; the reward "
+            "is points / 5 x 0.5.",
+            "After a tag is found, what is left is the text after its LAST occurrence "
+            "(str.rsplit). The word test: the think content after the last <think>, up to "
+            "</think>, stripped, with >= 2 characters and >= 2 pieces when split on a "
+            "single space after non-alphanumerics became spaces.",
+        ),
     )
 
 
@@ -52,6 +56,9 @@ def check_answer_format(fn: Callable[[str], float]) -> None:
         fn,
         [(c,) for c in _COMPLETIONS],
         rewards.answer_format_score,
-        hint="0.25 if '<answer>' is in the text (case matters), plus 0.25 if "
-        "text.count('<answer>') == 1. The closing tag plays no part.",
+        hint=(
+            "Two halves of 0.25: one for having an answer tag, one for having exactly one.",
+            "The tag is '<answer>' exactly (case matters); str.count tells how many there "
+            "are. The closing tag plays no part.",
+        ),
     )
