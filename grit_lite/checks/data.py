@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 from collections.abc import Callable
+from typing import Any
 
 from grit_lite import data, tiny
 from grit_lite.checks import check_cases
@@ -41,5 +44,40 @@ def check_answer_from_boxes(fn: Callable[[str, list[list[float]]], str]) -> None
             "Use the centres of the boxes (first box = first object named). The relations "
             "are 'left of', 'right of', 'above', 'below'; image y grows downwards, so "
             "'above' means a smaller y.",
+        ),
+    )
+
+
+@functools.cache
+def _shipped() -> tuple[Any, Any]:
+    return tiny.load_tiny(tiny.SHIPPED)
+
+
+def rope_experiment(max_pixels: int) -> tuple[int, int]:
+    """Reference for notebook 05's experiment: the shipped tiny model's processor with
+    ``max_pixels`` changed, on the first training triplet's image and question. Returns
+    (image tokens in the prompt, largest position id)."""
+    model, processor = _shipped()
+    processor = copy.deepcopy(processor)
+    size = dict(processor.image_processor.size)
+    processor.image_processor.size = {**size, "longest_edge": max_pixels}
+    record, image = data.train_split()[0]
+    positions, tokens = tiny.rope_positions(model, processor, image, record.question)
+    return tokens.count("<|image_pad|>"), int(positions.max())
+
+
+def check_rope_experiment(fn: Callable[[int], tuple[int, int]]) -> None:
+    """The student's (image tokens, largest position id) for three processor sizes."""
+    check_cases(
+        "rope_experiment",
+        fn,
+        [(112 * 112,), (224 * 224,), (56 * 56,)],
+        rope_experiment,
+        hint=(
+            "Change only the processor's largest image area, then measure the same prompt "
+            "as in section 3: count the image tokens and take the largest position id.",
+            "Copy the processor (copy.deepcopy) and set its image_processor.size to the "
+            "same dict with 'longest_edge' replaced; tiny.rope_positions(model, processor, "
+            "image, question) returns (positions, tokens); count '<|image_pad|>' in tokens.",
         ),
     )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from grit_lite.boxes import grounding_scores
 from grit_lite.checks import check_cases
@@ -62,5 +64,49 @@ def check_precision_recall(
             "boxes.match_boxes returns (pred, gt, iou) triples. Mind empty lists: with "
             "nothing to find, recall is 1 and precision is 1 only if nothing was predicted; "
             "with nothing predicted but something to find, both are 0.",
+        ),
+    )
+
+
+BUDGET_ITEMS = 6  # the first counting items of the held-out split
+
+
+@functools.cache
+def _trained() -> tuple[Any, Any]:
+    from grit_lite import data, evaluate
+
+    return evaluate.load_model(str(data.DATA_DIR / "tiny_grpo"))
+
+
+def budget_experiment(max_new_tokens: int) -> tuple[float, float]:
+    """Reference for notebook 07's experiment: the trained tiny model (``data/tiny_grpo``)
+    on the first :data:`BUDGET_ITEMS` counting items of the held-out split, greedy, with
+    ``max_new_tokens``. Returns (fraction with an answer after </rethink>, accuracy)."""
+    from grit_lite import data, evaluate
+
+    items = [(r, im) for r, im in data.eval_split(200) if r.dataset == "tallyqa"]
+    model, processor = _trained()
+    rows = evaluate.evaluate_model(
+        model, processor, items[:BUDGET_ITEMS], max_new_tokens=max_new_tokens, progress=False
+    )
+    answered = sum(bool(row["format"]["has_answer"]) for row in rows) / len(rows)
+    accuracy = sum(row["correct"] for row in rows) / len(rows)
+    return round(answered, 3), round(accuracy, 3)
+
+
+def check_budget_experiment(fn: Callable[[int], tuple[float, float]]) -> None:
+    """The student's (answered fraction, accuracy) for two completion budgets."""
+    check_cases(
+        "budget_experiment",
+        fn,
+        [(40,), (128,)],
+        budget_experiment,
+        hint=(
+            "Evaluate the trained checkpoint exactly as section 4 does, on fewer items and "
+            "with the completion budget you are given, then average two columns of rows.",
+            "evaluate.load_model(str(data.DATA_DIR / 'tiny_grpo')); the items are the first "
+            "6 held-out records whose dataset is 'tallyqa'; evaluate.evaluate_model(..., "
+            "max_new_tokens=..., progress=False); average row['format']['has_answer'] and "
+            "row['correct']; round both to 3 decimals.",
         ),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from grit_lite import rewards
 from grit_lite.checks import check_cases
@@ -60,5 +61,59 @@ def check_answer_format(fn: Callable[[str], float]) -> None:
             "Two halves of 0.25: one for having an answer tag, one for having exactly one.",
             "The tag is '<answer>' exactly (case matters); str.count tells how many there "
             "are. The closing tag plays no part.",
+        ),
+    )
+
+
+# Notebook 03's reward hacks: name -> (completion, answer, dataset).
+HACKS = {
+    "answer format": ("<answer>", "yes", "vsr"),
+    "think/rethink": ("<think> a b </think><rethink></rethink>", "yes", "vsr"),
+    "grounded (vsr)": ("0, 0, 0, 0 <rethink>", "yes", "vsr"),
+    "grounded (count)": ("0,0,0,0 " * 3 + "<rethink>", "3", "tallyqa"),
+    "repetition": ("", "yes", "vsr"),
+    "bare guess": ("<answer> yes", "yes", "vsr"),
+    "accuracy (hedge)": ("<answer> yes and no", "yes", "vsr"),
+    "everything": (
+        "<think> I see 0, 0, 0, 0 </think><rethink></rethink><answer> yes and no",
+        "yes",
+        "vsr",
+    ),
+}
+
+
+def clean_losers(hacks: dict[str, tuple[str, str, str]]) -> list[str]:
+    """Reference for notebook 03's experiment: the hacks whose total falls when
+    ``rewards.CLEAN_REWARDS`` replace GRIT's, in the order given."""
+
+    def totals(funcs: Any) -> list[float]:
+        rows = rewards.reward_table(
+            [c for c, _, _ in hacks.values()],
+            funcs,
+            answer=[a for _, a, _ in hacks.values()],
+            dataset=[d for _, _, d in hacks.values()],
+        )
+        return [row["total"] for row in rows]
+
+    official, clean = totals(rewards.GRIT_REWARDS), totals(rewards.CLEAN_REWARDS)
+    return [n for n, o, c in zip(hacks, official, clean, strict=True) if c < o - 1e-9]
+
+
+def check_clean_losers(fn: Callable[[dict[str, tuple[str, str, str]]], list[str]]) -> None:
+    """The student's list of hacks that the clean rewards pay less, on two galleries."""
+    more = dict(HACKS)
+    more["box in a preamble"] = ("(1, 2, 3, 4) <think> x </think><rethink>", "1", "tallyqa")
+    more["stray think"] = ("<think> a b </think><rethink> c </rethink><think>", "", "vsr")
+    check_cases(
+        "clean_losers",
+        fn,
+        [(HACKS,), (more,)],
+        clean_losers,
+        hint=(
+            "Score the same completions twice, once with GRIT's rewards and once with the "
+            "clean ones, and keep the names whose total went down.",
+            "rewards.reward_table(completions, rewards.CLEAN_REWARDS, answer=[...], "
+            "dataset=[...]) gives one row per completion with a 'total'; compare it with the "
+            "default (GRIT's) table, keeping the hacks' order.",
         ),
     )
