@@ -6,6 +6,14 @@ In every code cell, the lines from ``### BEGIN SOLUTION`` to ``### END SOLUTION`
 (markers included) become one ``raise NotImplementedError(...)`` at the marker's
 indentation. All outputs are cleared, so students see neither answers nor results.
 Check cells are left as they are: they fail until the exercise is solved.
+
+Also removed from the student version:
+
+- cells tagged ``teacher`` (cell metadata ``"tags": ["teacher"]``, of any type): notes
+  and cells meant for the teacher only, e.g. a worked answer to a question in the prose;
+- ipywidgets state: the notebook's ``widgets`` metadata (the saved models of every
+  slider and dropdown, often hundreds of kilobytes) and, with the outputs, every
+  widget-view output.
 """
 
 from __future__ import annotations
@@ -20,6 +28,8 @@ import nbformat
 BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
 STUB = 'raise NotImplementedError("Exercise: write your solution here.")'
+TEACHER_TAG = "teacher"
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 _NOTEBOOK = re.compile(r"^\d\d_.+\.ipynb$")
 
 
@@ -50,9 +60,36 @@ def strip_solutions(source: str) -> str:
     return "\n".join(out)
 
 
+def is_teacher_only(cell: nbformat.NotebookNode) -> bool:
+    """Whether a cell carries the :data:`TEACHER_TAG` tag."""
+    return TEACHER_TAG in cell.get("metadata", {}).get("tags", [])
+
+
+def strip_widgets(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """Remove ipywidgets state in place: the notebook's ``widgets`` metadata and every
+    widget-view output (an output whose only content is a widget drops out entirely)."""
+    nb.metadata.pop("widgets", None)
+    for cell in nb.cells:
+        cell.get("metadata", {}).pop("widgets", None)
+        if cell.cell_type != "code":
+            continue
+        kept = []
+        for output in cell.outputs:
+            data = output.get("data")
+            if data is not None and WIDGET_VIEW in data:
+                del data[WIDGET_VIEW]
+                if not data:
+                    continue
+            kept.append(output)
+        cell.outputs = kept
+    return nb
+
+
 def student_version(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """Return a copy of ``nb`` with solutions stubbed and every output cleared."""
-    nb = nbformat.from_dict(nb)
+    """Return a copy of ``nb`` without teacher-only cells and widget state, with solutions
+    stubbed and every output cleared."""
+    nb = strip_widgets(nbformat.from_dict(nb))
+    nb.cells = [cell for cell in nb.cells if not is_teacher_only(cell)]
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue

@@ -107,39 +107,54 @@ def gallery(
     items: Sequence[tuple[data.Record, Any]],
     indices: Sequence[int],
     out: str | Path | None = None,
+    columns: int = 3,
 ) -> Any:
-    """The same questions side by side: a row per checkpoint, its think boxes on the image.
+    """The same questions side by side: each question in a column, one row per checkpoint
+    under it (at most ``columns`` questions across, then the next block), its think boxes
+    on the image.
 
     Annotated boxes are drawn thin in grey under the model's, so a student sees at once
-    whether the model boxed the right things; titles give the answer and the IoU.
+    whether the model boxed the right things; above each question's column stand the
+    question and the truth, above each image the answer and the IoU.
     """
+    import textwrap
+
     import matplotlib.pyplot as plt
     from PIL import ImageDraw
 
     from grit_lite.format import draw_boxes
+    from grit_lite.report import FIG_DPI
 
+    cols = max(1, min(columns, len(indices)))
+    blocks = -(-len(indices) // cols)
     fig, axes = plt.subplots(
-        len(runs), len(indices), figsize=(2.3 * len(indices), 2.6 * len(runs)), squeeze=False
-    )
-    for r, (name, rows) in enumerate(runs.items()):
-        for c, i in enumerate(indices):
-            record, image = items[i]
+        blocks * len(runs), cols, figsize=(2.3 * cols, 2.45 * blocks * len(runs)),
+        squeeze=False, dpi=FIG_DPI,
+    )  # fmt: skip
+    for k, i in enumerate(indices):
+        block, c = divmod(k, cols)
+        record, image = items[i]
+        for r, (name, rows) in enumerate(runs.items()):
             truth = image.convert("RGB").copy()
             for box in record.bboxs:
                 ImageDraw.Draw(truth).rectangle(box, outline=(90, 90, 90), width=1)
-            ax = axes[r][c]
+            ax = axes[block * len(runs) + r][c]
             ax.imshow(draw_boxes(truth, rows[i]["boxes"], width=2))
-            ax.set_title(_caption(rows[i]), fontsize=6)
+            ax.set_title(_caption(rows[i]), fontsize=8)
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:
-                ax.set_xlabel(f"Q{i}: {record.question}\ntruth: {record.answer}", fontsize=6)
+                question = "\n".join(textwrap.wrap(f"Q{i}: {record.question}", 30))
+                ax.set_xlabel(f"{question}\ntruth: {record.answer}", fontsize=8, weight="bold")
                 ax.xaxis.set_label_position("top")
             if c == 0:
-                ax.set_ylabel(name, fontsize=8)
+                ax.set_ylabel(name, fontsize=10)
+    for ax in axes.flat:
+        if not ax.images:
+            ax.axis("off")
     fig.tight_layout()
     if out is not None:
-        fig.savefig(out, dpi=80)
+        fig.savefig(out, dpi=FIG_DPI)
     return fig
 
 

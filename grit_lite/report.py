@@ -9,6 +9,7 @@ answer accuracy, the think/rethink format reward, KL); every number TRL logs sti
 from __future__ import annotations
 
 import json
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,9 @@ import torch
 from grit_lite import data, rewards, scoring, tiny
 from grit_lite.boxes import qwen_to_original, resized_for
 from grit_lite.format import build_prompt, draw_boxes, parse_completion
+
+FIG_DPI = 100  # every figure the course draws or saves: legible, and still light
+SMOOTH = 10  # steps in the rolling mean drawn over the raw reward curves
 
 WATCHED = {  # bar label -> TRL's log key
     "reward": "reward",
@@ -71,13 +75,13 @@ def metrics_callback(path: Path) -> Any:
 
 
 def _finish(fig: Any, out: str | Path | None) -> Any:
-    """Lay out ``fig``; with ``out``, save it (small: 80 dpi) and close it so runs keep no
+    """Lay out ``fig``; with ``out``, save it (:data:`FIG_DPI`) and close it so runs keep no
     figures open. Returns the figure for notebooks."""
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
     if out is not None:
-        fig.savefig(out, dpi=80)
+        fig.savefig(out, dpi=FIG_DPI)
         plt.close(fig)
     return fig
 
@@ -88,22 +92,70 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     return [row for row in map(json.loads, lines) if "reward" in row]
 
 
-def plot_rewards(metrics: Sequence[dict[str, Any]], out: str | Path | None = None) -> Any:
-    """One panel per reward function (mean over the step's completions) plus the total."""
+def rolling_mean(values: Sequence[float], window: int = SMOOTH) -> list[float]:
+    """Mean of each value and the ``window - 1`` before it (fewer at the start); ``nan``
+    values are skipped, so a missing log line does not blank the curve."""
+    out = []
+    for i in range(len(values)):
+        seen = [v for v in values[max(0, i - window + 1) : i + 1] if v == v]
+        out.append(sum(seen) / len(seen) if seen else float("nan"))
+    return out
+
+
+def plot_rewards(
+    metrics: Sequence[dict[str, Any]],
+    out: str | Path | None = None,
+    window: int = SMOOTH,
+    columns: int = 4,
+) -> Any:
+    """One panel per reward function (mean over the step's completions) plus the total, in
+    a grid of ``columns``: the raw values faint, their ``window``-step rolling mean on top."""
     import matplotlib.pyplot as plt
 
     keys = sorted({k for row in metrics for k in row if k.startswith("rewards/") and "/mean" in k})
     keys.append("reward")
-    fig, axes = plt.subplots(1, len(keys), figsize=(2.6 * len(keys), 2.4), squeeze=False)
+    cols = min(columns, len(keys))
+    rows = -(-len(keys) // cols)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(1.7 * cols, 1.7 * rows), squeeze=False, dpi=FIG_DPI
+    )
     steps = [row["step"] for row in metrics]
-    for ax, key in zip(axes[0], keys, strict=True):
+    for ax, key in zip(axes.flat, keys, strict=False):
         values = [row.get(key, float("nan")) for row in metrics]
-        ax.plot(steps, values, lw=1)
+        ax.plot(steps, values, lw=0.8, color="C0", alpha=0.25)
+        ax.plot(steps, rolling_mean(values, window), lw=1.5, color="C0")
         name = key.split("/")[1] if "/" in key else "total"
-        ax.set_title(name.removesuffix("_reward"), fontsize=8)
+        ax.set_title(name.removesuffix("_reward").replace("_", " "), fontsize=8)
         ax.set_ylim(0, rewards.REWARD_MAX.get(name, rewards.GRIT_MAX_TOTAL) * 1.05)
-        ax.set_xlabel("step", fontsize=8)
+        ax.set_xlabel("step", fontsize=7)
         ax.tick_params(labelsize=7)
+    for ax in axes.flat[len(keys) :]:
+        ax.axis("off")
+    return _finish(fig, out)
+
+
+def plot_reward_stack(
+    rows: Sequence[dict[str, float]],
+    names: Sequence[str],
+    out: str | Path | None = None,
+) -> Any:
+    """Stacked bars of :func:`grit_lite.rewards.reward_table` rows: one bar per completion,
+    one segment per reward function, the bar's height its total (GRIT's maximum dashed)."""
+    import matplotlib.pyplot as plt
+
+    labels = [k for k in rows[0] if k != "total"] if rows else []
+    fig, ax = plt.subplots(figsize=(6.5, 3.2), dpi=FIG_DPI)
+    bottom = [0.0] * len(rows)
+    for k, label in enumerate(labels):
+        heights = [row[label] for row in rows]
+        ax.bar(range(len(rows)), heights, bottom=bottom, color=f"C{k}", label=label, width=0.7)
+        bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
+    ax.axhline(rewards.GRIT_MAX_TOTAL, color="grey", ls="--", lw=1)
+    ax.set_xticks(range(len(rows)), list(names), rotation=35, ha="right", fontsize=8)
+    ax.set_ylabel("reward", fontsize=9)
+    ax.set_ylim(0, rewards.GRIT_MAX_TOTAL * 1.08)
+    ax.tick_params(axis="y", labelsize=8)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
     return _finish(fig, out)
 
 
@@ -135,13 +187,16 @@ def draw_rollouts(
     """The rollouts' think boxes on their images, with question, answer and total reward."""
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(rows), figsize=(3 * len(rows), 3.6), squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(rows), figsize=(1.75 * len(rows), 2.4), squeeze=False, dpi=FIG_DPI
+    )
     for ax, row, (_, image) in zip(axes[0], rows, items, strict=True):
         ax.imshow(draw_boxes(image, row["boxes"], width=2))
         total = sum(row["rewards"].values())
         answer = parse_completion(row["completion"]).answer
-        ax.set_title(f"{row['question']}\nsaid {answer!r} (truth {row['answer']}) R={total:.2f}",
-                     fontsize=7)  # fmt: skip
+        question = "\n".join(textwrap.wrap(row["question"], 26))
+        ax.set_title(f"{question}\nsaid {str(answer)[:8]!r} (truth {row['answer']})\n"
+                     f"reward {total:.2f}", fontsize=7)  # fmt: skip
         ax.axis("off")
     return _finish(fig, out)
 

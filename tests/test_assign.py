@@ -93,3 +93,46 @@ def test_student_checks_fail_and_reference_checks_pass(path):
         assert "FAILED" in "".join(o.get("text", "") for o in check_student.outputs)
         assert _errors(check_reference) == [], check_reference.source
         assert "PASSED" in "".join(o.get("text", "") for o in check_reference.outputs)
+
+
+def _notebook_with_widgets_and_teacher_cells() -> nbformat.NotebookNode:
+    widget = {"model_id": "abc", "version_major": 2, "version_minor": 0}
+    shown = nbformat.v4.new_code_cell(
+        "viewer()",
+        outputs=[
+            nbformat.v4.new_output(
+                "display_data",
+                data={"text/plain": "VBox(...)", assign.WIDGET_VIEW: widget},
+            ),
+            nbformat.v4.new_output("display_data", data={assign.WIDGET_VIEW: widget}),
+        ],
+    )
+    note = nbformat.v4.new_markdown_cell("The answer is 42.", metadata={"tags": ["teacher"]})
+    demo = nbformat.v4.new_code_cell("print(42)", metadata={"tags": ["teacher", "x"]})
+    kept = nbformat.v4.new_markdown_cell("Question: what is the answer?")
+    nb = nbformat.v4.new_notebook(cells=[kept, note, shown, demo])
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {"abc": {}}}}
+    return nb
+
+
+def test_strip_widgets_removes_state_and_widget_views():
+    nb = assign.strip_widgets(_notebook_with_widgets_and_teacher_cells())
+    assert "widgets" not in nb.metadata
+    outputs = nb.cells[2].outputs
+    assert len(outputs) == 1 and outputs[0]["data"] == {"text/plain": "VBox(...)"}
+    assert assign.WIDGET_VIEW not in nbformat.writes(nb)
+
+
+def test_student_version_drops_teacher_cells_and_widgets():
+    student = assign.student_version(_notebook_with_widgets_and_teacher_cells())
+    sources = [cell.source for cell in student.cells]
+    assert sources == ["Question: what is the answer?", "viewer()"]
+    text = nbformat.writes(student)
+    assert "widget" not in text and "42" not in text and "teacher" not in text
+
+
+def test_course_student_notebooks_hold_no_widget_state(tmp_path):
+    assign.assign(ROOT / "notebooks", tmp_path)
+    for path in tmp_path.iterdir():
+        text = path.read_text(encoding="utf-8")
+        assert "widget-view" not in text and '"widgets"' not in text, path.name

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import io
+import re
 from pathlib import Path
 
 import nbformat
@@ -59,3 +62,72 @@ def test_outputs_are_committed(path):
     code = [c for c in nb.cells if c.cell_type == "code" and c.source.strip()]
     assert all(c.execution_count is not None for c in code), "run the notebook before committing"
     assert [c.execution_count for c in code] == list(range(1, len(code) + 1)), "run top to bottom"
+
+
+TQDM_BAR = re.compile(r"\d+%\|[^|\n]*\|")  # "  0%|          | 0/80", "100%|█████| 80/80"
+MIN_DPI = 100
+# Notebooks whose figures still wait to be redrawn at MIN_DPI by their owner; strict xfail,
+# so the entry must go once the notebook is re-executed.
+LOW_DPI_PENDING = {"06_grpo_gr_run.ipynb"}
+
+
+def _outputs(nb: nbformat.NotebookNode):
+    for index, cell in enumerate(nb.cells):
+        for output in cell.get("outputs", []):
+            yield index, output
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_no_stderr_or_progress_bars_in_outputs(path):
+    """Committed outputs hold what a student should read: no warnings on stderr and no
+    frozen progress bar (tqdm writes to stderr, or to a widget in a notebook)."""
+    nb = nbformat.read(path, as_version=4)
+    for index, output in _outputs(nb):
+        where = f"{path.name}, cell {index}"
+        assert not (output.output_type == "stream" and output.name == "stderr"), where
+        texts = [output.get("text", "")]
+        texts += [str(v) for v in output.get("data", {}).values() if isinstance(v, str)]
+        for text in texts:
+            assert not TQDM_BAR.search(text), f"{where}: a progress bar: {text[:80]!r}"
+
+
+def png_dpi(encoded: str) -> float:
+    """The resolution a PNG output declares (its pHYs chunk, which matplotlib writes from
+    the figure's dpi), in dots per inch; 0 when it declares none."""
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(base64.b64decode(encoded)))
+    return float(image.info.get("dpi", (0, 0))[0])
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        pytest.param(p, marks=pytest.mark.xfail(strict=True, reason="figures below 100 dpi"))
+        if p.name in LOW_DPI_PENDING
+        else p
+        for p in NOTEBOOKS
+    ],
+    ids=lambda p: p.name,
+)
+def test_figures_are_at_least_100_dpi(path):
+    nb = nbformat.read(path, as_version=4)
+    for index, output in _outputs(nb):
+        encoded = output.get("data", {}).get("image/png")
+        if encoded:
+            dpi = png_dpi(encoded)
+            assert round(dpi) >= MIN_DPI, f"{path.name}, cell {index}: a figure at {dpi:.0f} dpi"
+
+
+def test_png_dpi_reads_what_matplotlib_wrote():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    for dpi in (72, 100):
+        fig, _ = plt.subplots(figsize=(1, 1), dpi=dpi)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=dpi)
+        plt.close(fig)
+        assert round(png_dpi(base64.b64encode(buffer.getvalue()).decode())) == dpi

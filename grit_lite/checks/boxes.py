@@ -27,9 +27,13 @@ def check_iou(fn: Callable[..., float]) -> None:
         fn,
         _IOU_CASES,
         boxes.box_iou,
-        hint="The intersection is max(x1s)..min(x2s) by max(y1s)..min(y2s), with a negative "
-        "width or height clamped to 0; union = area(a) + area(b) - intersection. Return 0.0 "
-        "when the union is 0 (two empty boxes) instead of dividing by zero.",
+        hint=(
+            "The intersection of two boxes is itself a box (possibly empty); IoU is its area "
+            "over the area the two boxes cover together.",
+            "The overlap's left edge is the larger of the two left edges, its right edge the "
+            "smaller right edge (same for y); a negative width or height means no overlap "
+            "(area 0). The union is the two areas minus the overlap; an empty union gives 0.0.",
+        ),
     )
 
 
@@ -45,6 +49,11 @@ def check_qwen_to_original(fn: Callable[..., tuple[float, ...]]) -> None:
         fn,
         cases,
         boxes.qwen_to_original,
-        hint="Sizes are (width, height). Multiply x1 and x2 by original_width / resized_width "
-        "and y1 and y2 by original_height / resized_height; the two ratios differ a little.",
+        hint=(
+            "The box is in the resized image's pixels; scale each coordinate by how much "
+            "bigger the original is along its own axis.",
+            "Sizes are (width, height). x coordinates scale by the ratio of the widths "
+            "(original over resized), y coordinates by the ratio of the heights; the two "
+            "ratios differ a little.",
+        ),
     )

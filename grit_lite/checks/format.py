@@ -26,8 +26,13 @@ def check_build_prompt(fn: Callable[[str], str]) -> None:
         fn,
         [(q,) for q in questions],
         fmt.build_prompt,
-        hint="'Question: ' + question + GRIT_PROMPT_SUFFIX; the suffix already starts with a "
-        "space and ends with a newline.",
+        hint=(
+            "Print build_prompt('How many zebras are there?') from section 1 and compare it with "
+            "yours: the prompt is a fixed label, the question, then GRIT's suffix.",
+            "The label is the word Question, a colon and a space; the suffix is a constant "
+            "in grit_lite.format that already starts with a space and ends with a newline, "
+            "so nothing goes between the question and it.",
+        ),
     )
 
 
@@ -38,8 +43,12 @@ def check_extract_answer(fn: Callable[[str], str | None]) -> None:
         fn,
         [(c,) for c in _COMPLETIONS],
         fmt.extract_answer,
-        hint="Return None when '<answer>' is missing; otherwise take the text after the first "
-        "'<answer>', cut it at '</answer>' or a second '<answer>' if present, and .strip() it.",
+        hint=(
+            "The answer starts right after the first <answer> tag and ends at whichever "
+            "comes first: </answer>, another <answer>, or the end of the text.",
+            "str.find gives the first tag's position (-1: no answer, return None); "
+            "str.split(stop, 1)[0] cuts at a stop tag when it is there; strip the result.",
+        ),
     )
 
 
@@ -50,6 +59,10 @@ def check_tags_in_order(fn: Callable[[str], bool]) -> None:
         fn,
         [(c,) for c in _COMPLETIONS + ["</think><think></rethink><rethink>"]],
         lambda c: fmt.parse_completion(c).checks["tags_in_order"],
-        hint="Count each tag with str.count (must be 1), then check that their str.find "
-        "positions are increasing.",
+        hint=(
+            "Two conditions: each of the four tags appears exactly once, and their "
+            "positions in the text increase in the order think, /think, rethink, /rethink.",
+            "str.count tells how often a tag occurs; str.find where it is; a list of "
+            "positions is in order when it equals its sorted copy.",
+        ),
     )

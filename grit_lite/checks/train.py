@@ -27,9 +27,13 @@ def check_batch_split(fn: Callable[[int, int, int], tuple[int, int]]) -> None:
         fn,
         cases,
         _split,
-        hint="Each of the world_size processes owns completions // world_size completions "
-        "per step. Take the largest per-device batch <= max_per_device that divides that "
-        "share; the accumulation steps are the share divided by it.",
+        hint=(
+            "The completions of one step are shared out between the processes; each "
+            "process runs its share in equal micro-batches that fit in memory.",
+            "A process's share is completions // world_size. Take the largest per-device "
+            "batch <= max_per_device that divides the share evenly; the accumulation steps "
+            "are how many such batches make the share.",
+        ),
     )
 
 
@@ -53,9 +57,12 @@ def check_zero_std_fraction(fn: Callable[[Sequence[float], int], float]) -> None
         fn,
         cases,
         zero_std_fraction,
-        hint="Cut the flat list into consecutive groups of group_size (one prompt's "
-        "completions each); a group is dead when all its rewards are equal (max == min). "
-        "Return dead groups / all groups.",
+        hint=(
+            "A group teaches nothing when all its completions scored the same; count such "
+            "groups.",
+            "Cut the flat list into consecutive slices of group_size; a slice is dead when "
+            "its max equals its min. Return dead slices / all slices.",
+        ),
     )
 
 
