@@ -44,7 +44,7 @@ each with at most one of GRIT's tag names.
 
 **No training example contains a think/rethink/answer chain or the GRIT prompt.** Trained in
 **{minutes:.1f} minutes** on {threads} CPU threads (torch {torch}). Why a vision stage and
-phases, and what failed without them: `docs/tiny_model_notes.md`.
+phases, and what failed without them: `docs/experiment_log.md`.
 {stage2}
 ## Measured skills (held-out split, {n} items, `python -m grit_lite.tiny eval -n {n}`)
 

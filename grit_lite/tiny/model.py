@@ -85,7 +85,7 @@ def tiny_config(
     ``ids`` are the tokenizer's :func:`special_ids`. One key/value head per query head, not
     the 3B's grouped 16:2: grounding needs a look-up from a name to the image token that
     holds it, and a 1500-step grounding probe reached IoU 0.265 with 4 key/value heads
-    against 0.157 with 2 (``docs/tiny_model_notes.md``); the 3B's 128-wide
+    against 0.157 with 2 (``docs/experiment_log.md``); the 3B's 128-wide
     heads have room that 48-wide ones do not.
     """
     half = hidden // heads // 2

@@ -61,7 +61,7 @@ def pretrain_vision(
     thrown away. Measured: without it, 1400 steps of the whole model left grounding at IoU
     0.03 and counting at chance; with it the tokens encode colour, shape and row within
     ~100 steps and the column (which only rotary positions and the image edges reveal)
-    within ~350-500, and the shipped recipe reaches IoU 0.21 (``docs/tiny_model_notes.md``).
+    within ~350-500, and the shipped recipe reaches IoU 0.21 (``docs/experiment_log.md``).
     """
     visual = model.model.visual
     side = world.CANVAS // world.CELL
@@ -202,7 +202,7 @@ def right_cell(model: Any, processor: Any, n: int = 64, seed: int = 4321) -> flo
     Before it forms, boxes sit on the middle cells (the loss-optimal guess) and the loss
     barely shows the difference; once it forms, a box in the right cell has IoU ~0.7. So
     this, not the loss, says when the look-up phase is done (measured in
-    ``docs/tiny_model_notes.md``: loss 0.241 with 50 % right cells, 0.230 with 86 %).
+    ``docs/experiment_log.md``: loss 0.241 with 50 % right cells, 0.230 with 86 %).
     """
     rng = random.Random(seed)
     prompts, images, cells = [], [], []
@@ -223,7 +223,7 @@ def right_cell(model: Any, processor: Any, n: int = 64, seed: int = 4321) -> flo
 # Spatial yes/no comes last, one relation at a time: asked about all four at once the model
 # stayed at chance; "left of" alone it learnt in 300 steps, each relation added after it
 # followed, and the vertical pair came in together once "above" was known
-# (docs/tiny_model_notes.md). Format and instruction kinds stay in the mix: left out, the
+# (docs/experiment_log.md). Format and instruction kinds stay in the mix: left out, the
 # tags GRPO needs in its samples were gone.
 _KEEP = {"where2": 0.05, "ground": 0.15, "count": 0.1, "format": 0.05, "instruct": 0.05,
          "multipart": 0.05}  # fmt: skip
@@ -259,7 +259,7 @@ def pretrain_recipe(
 
     Why phases and not one mix: each skill rests on the one before. Mixed from the start,
     the model learnt box *templates* by place and answered spatial at chance
-    (``docs/tiny_model_notes.md``); grounding alone first grows the name -> image-token
+    (``docs/experiment_log.md``); grounding alone first grows the name -> image-token
     look-up (a phase change, at a step that varies between runs, hence the measured stop),
     the places of one and two objects then turn it into words, and spatial's comparison
     rests on those, learnt one relation at a time (the sign of the comparison depends on

@@ -122,7 +122,7 @@ def _where(rng: random.Random, scene: world.Scene, n: int) -> tuple[str, str] | 
     behind one yes/no token, a sparse signal that a model learns late or never (measured:
     spatial stayed at chance over many probes). Naming the places first gives each look-up
     its own answer token; in the probes that learnt them, and only there, spatial left chance
-    (``docs/tiny_model_notes.md``). Only objects that are alone of their label are asked
+    (``docs/experiment_log.md``). Only objects that are alone of their label are asked
     about, so the answer is unambiguous.
     """
     unique = world.unique_objects(scene)
@@ -222,7 +222,7 @@ TASK_MIX = {"describe": 0.05, "ground": 0.4, "count": 0.3, "spatial": 0.15, "for
 # Stage 2 (``python -m grit_lite.tiny finetune``): the same skills, more instruction following.
 # Multi-part instructions are 40 %: after 400 steps with them the model wrote boxes in a tag
 # but answered "yes" to every spatial question after them; after 1200 it answered as well
-# after its boxes as GRPO needed to keep them (docs/tiny_model_notes.md).
+# after its boxes as GRPO needed to keep them (docs/experiment_log.md).
 INSTRUCT_MIX = {
     "describe": 0.05, "ground": 0.15, "count": 0.1, "spatial": 0.1, "format": 0.05,
     "instruct": 0.15, "multipart": 0.4,
