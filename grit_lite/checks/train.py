@@ -58,8 +58,7 @@ def check_zero_std_fraction(fn: Callable[[Sequence[float], int], float]) -> None
         cases,
         zero_std_fraction,
         hint=(
-            "A group teaches nothing when all its completions scored the same; count such "
-            "groups.",
+            "A group teaches nothing when all its completions scored the same; count such groups.",
             "Cut the flat list into consecutive slices of group_size; a slice is dead when "
             "its max equals its min. Return dead slices / all slices.",
         ),
@@ -101,7 +100,10 @@ def check_dead_groups(fn: Callable[[], tuple[float, float, int]]) -> None:
         fn,
         [()],
         _dead_groups,
-        hint="Measure before you answer: the dead fraction of sampled_think_rewards(G) in "
-        "groups of G, once for G = 2 and once for G = 16. The third value is the G whose "
-        "fraction is smaller.",
+        hint=(
+            "A group teaches nothing when all its rewards are equal; measure it for both G "
+            "before you answer.",
+            "zero_std_fraction(sampled_think_rewards(G), G) for G = 2 and for G = 16; the "
+            "third value is the G whose fraction is smaller.",
+        ),
     )
