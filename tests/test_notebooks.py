@@ -66,9 +66,6 @@ def test_outputs_are_committed(path):
 
 TQDM_BAR = re.compile(r"\d+%\|[^|\n]*\|")  # "  0%|          | 0/80", "100%|█████| 80/80"
 MIN_DPI = 100
-# Notebooks whose figures still wait to be redrawn at MIN_DPI by their owner; strict xfail,
-# so the entry must go once the notebook is re-executed.
-LOW_DPI_PENDING = {"06_grpo_gr_run.ipynb"}
 
 
 def _outputs(nb: nbformat.NotebookNode):
@@ -102,12 +99,7 @@ def png_dpi(encoded: str) -> float:
 
 @pytest.mark.parametrize(
     "path",
-    [
-        pytest.param(p, marks=pytest.mark.xfail(strict=True, reason="figures below 100 dpi"))
-        if p.name in LOW_DPI_PENDING
-        else p
-        for p in NOTEBOOKS
-    ],
+    NOTEBOOKS,
     ids=lambda p: p.name,
 )
 def test_figures_are_at_least_100_dpi(path):
