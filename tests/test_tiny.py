@@ -532,3 +532,35 @@ def test_recipe_caps_the_look_up_phase_and_keeps_snapshots(monkeypatch, tmp_path
     final = dict(model.named_parameters())
     moved = [not torch.equal(p, final[n]) for n, p in after_lookup.named_parameters()]
     assert any(moved)  # the snapshot is the model before the next phase, not after it
+
+
+def test_a_multipart_kind_can_ask_spatial_questions_only():
+    rng = random.Random(4)
+    relations = set()
+    for _ in range(200):
+        scene = tiny._random_scene(rng)
+        prompt, reply = tiny._task(rng, scene, "multipart:spatial:left of,below")
+        question = re.match(r"(Is the .*?\?|How many .*?\?)", prompt).group(1)
+        last = reply.rpartition("<")[2]
+        if question.startswith("Is the "):  # a counting question only where no pair fits
+            relations |= {r for r in data.RELATIONS if f" {r} the " in question}
+            assert last.partition(">")[2] in ("yes", "no")
+    assert relations == {"left of", "below"}
+
+
+def test_after_parts_probe_reads_the_answer_after_the_last_tag(monkeypatch, shipped):
+    model, processor = shipped
+
+    def always(word):
+        def fake(model, processor, prompts, images, max_new_tokens):
+            tags = [re.search(r"answer the question after <(\w+)>", p).group(1) for p in prompts]
+            return [f"<note>no</note> <{t}>{word}" for t in tags]  # a decoy before the tag
+
+        return fake
+
+    scores = {}
+    for word in ("yes", "no", ""):
+        monkeypatch.setattr("grit_lite.tiny.skills.generate", always(word))
+        scores[word] = tiny.after_parts_accuracy(model, processor, n=40)
+    assert scores["yes"] + scores["no"] == pytest.approx(1.0)
+    assert 0 < scores["yes"] < 1 and scores[""] == 0.0

@@ -77,6 +77,7 @@ from grit_lite.tiny.pretraining import (  # noqa: F401
 )
 from grit_lite.tiny.skills import (  # noqa: F401
     GRIT_TAGS,
+    after_parts_accuracy,
     evaluate_skills,
     generate,
     zero_shot_report,

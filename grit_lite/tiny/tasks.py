@@ -92,8 +92,9 @@ def _task(rng: random.Random, scene: world.Scene, kind: str) -> tuple[str, str]:
         return q.question, q.answer
     if kind == "instruct":
         return _instruct(rng, scene)
-    if kind == "multipart":
-        return _multi_part(rng, scene)
+    if kind.startswith("multipart"):  # "multipart:spatial[:left of,...]": spatial questions only
+        relations = kind.split(":")[2].split(",") if kind.count(":") == 2 else world.RELATIONS
+        return _multi_part(rng, scene, kind.startswith("multipart:spatial"), relations)
     if kind in ("where", "where2"):
         return _where(rng, scene, 1 if kind == "where" else 2) or _task(rng, scene, "count")
     if kind.startswith("spatial"):  # "spatial", or "spatial:left of,right of" for only those
@@ -181,7 +182,12 @@ _PARTS = {
 }
 
 
-def _multi_part(rng: random.Random, scene: world.Scene) -> tuple[str, str]:
+def _multi_part(
+    rng: random.Random,
+    scene: world.Scene,
+    spatial: bool = False,
+    relations: Sequence[str] = world.RELATIONS,
+) -> tuple[str, str]:
     """Stage 2: one or two outputs in named tags, then the answer after a last tag.
 
     GRPO can only reinforce a chain it samples, and a model that has only met one tag per
@@ -196,8 +202,8 @@ def _multi_part(rng: random.Random, scene: world.Scene) -> tuple[str, str]:
     parts, in which tags, earn reward is RL's to find.
     """
     question = world.counting_question(scene, rng, rng.choice(scene.objects).label.split())
-    if rng.random() < 0.5:
-        question = world.spatial_question(scene, rng) or question
+    if spatial or rng.random() < 0.5:  # ``spatial``: always a spatial question where one exists
+        question = world.spatial_question(scene, rng, relations=relations) or question
     keys = [o for o in scene.objects if [float(v) for v in o.box] in question.bboxs]
     content = {"shapes": describe(scene), "boxes": grounding_answer(keys),
                "number": str(len(scene.objects))}  # fmt: skip
