@@ -1,7 +1,7 @@
 """Example GRIT completions and synthetic stand-in images to read them against.
 
 The zebra completion's text, boxes 1-2 and answer are the released GRIT-3B output quoted
-in GRIT_REFERENCE.md; its boxes 3-7 (elided there; the reference's worked reward values
+in docs/grit_reference.md; its boxes 3-7 (elided there; the worked reward values there
 imply seven boxes) and the cat and knife completions are written by us in the same style.
 The images are drawn here, with each object exactly where its completion's boxes say,
 because real COCO images cannot be downloaded offline.

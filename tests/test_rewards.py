@@ -1,6 +1,6 @@
 """GRIT's rewards: the reference's worked values, hand-derived cases, TRL's call, fuzzing.
 
-Every expected value below is derived by hand from the formulas in GRIT_REFERENCE.md;
+Every expected value below is derived by hand from the formulas in docs/grit_reference.md;
 the comment next to it says how.
 """
 
