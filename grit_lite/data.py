@@ -277,6 +277,8 @@ def fetch_grit_data(
     (:func:`load_grit_train` names any that are missing). Offline (``HF_HUB_OFFLINE`` set,
     or the endpoint unreachable within ``timeout`` seconds) it fails fast with a
     :class:`DataError` naming the alternatives instead of hanging on retries.
+    Only the two training files and their image folders are fetched, not the whole
+    repository (which may hold evaluation data of many gigabytes).
     Returns ``dest``, ready for :func:`load_grit_train`.
     """
     dest = Path(dest)
@@ -294,6 +296,7 @@ def fetch_grit_data(
                 local_dir=dest,
                 endpoint=endpoint,
                 etag_timeout=timeout,
+                allow_patterns=[*GRIT_TRAIN_FILES, *(f"{d}/*" for d in GRIT_TRAIN_FILES.values())],
             )
         except Exception as error:  # the hub raises HTTP, connection and not-found errors
             problem = f"{type(error).__name__}: {error}"

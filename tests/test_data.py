@@ -148,6 +148,22 @@ def test_fetch_fails_fast_when_the_hub_is_unreachable(
     assert not (tmp_path / "grit").exists()
 
 
+def test_fetch_downloads_only_the_training_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import huggingface_hub
+
+    asked = {}
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(data, "_probe", lambda endpoint, timeout: None)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda repo, **kw: asked.update(kw))
+    assert data.fetch_grit_data(tmp_path) == tmp_path
+    assert sorted(asked["allow_patterns"]) == sorted(
+        ["tallyqa_train_10.jsonl", "vsr_cot_train_10.jsonl", "tallyqa/*", "vsr/*"]
+    )
+    assert asked["repo_type"] == "dataset" and asked["local_dir"] == tmp_path
+
+
 # ---------------------------------------------------------------------------------------------
 # The synthetic world
 # ---------------------------------------------------------------------------------------------
