@@ -8,9 +8,10 @@ answer accuracy, the think/rethink format reward, KL); every number TRL logs sti
 
 from __future__ import annotations
 
+import contextlib
 import json
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,20 @@ def rolling_mean(values: Sequence[float], window: int = SMOOTH) -> list[float]:
     return out
 
 
+def plot_smoothed(
+    ax: Any,
+    steps: Sequence[float],
+    values: Sequence[float],
+    color: str = "C0",
+    label: str | None = None,
+    window: int = SMOOTH,
+) -> None:
+    """One noisy curve on ``ax``: the raw values faint, their rolling mean on top, so a
+    trend stays readable when single steps jump."""
+    ax.plot(steps, values, lw=0.8, color=color, alpha=0.25)
+    ax.plot(steps, rolling_mean(values, window), lw=1.5, color=color, label=label)
+
+
 def plot_rewards(
     metrics: Sequence[dict[str, Any]],
     out: str | Path | None = None,
@@ -122,8 +137,7 @@ def plot_rewards(
     steps = [row["step"] for row in metrics]
     for ax, key in zip(axes.flat, keys, strict=False):
         values = [row.get(key, float("nan")) for row in metrics]
-        ax.plot(steps, values, lw=0.8, color="C0", alpha=0.25)
-        ax.plot(steps, rolling_mean(values, window), lw=1.5, color="C0")
+        plot_smoothed(ax, steps, values, window=window)
         name = key.split("/")[1] if "/" in key else "total"
         ax.set_title(name.removesuffix("_reward").replace("_", " "), fontsize=8)
         ax.set_ylim(0, rewards.REWARD_MAX.get(name, rewards.GRIT_MAX_TOTAL) * 1.05)
@@ -218,15 +232,22 @@ def heldout_summary(
 ) -> dict[str, Any]:
     """Greedy completions on held-out items, scored as notebook 07 scores them, plus the
     plain-question accuracy (what the model knows without GRIT's prompt)."""
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         rows = scoring.evaluate_model(model, processor, items, max_new_tokens, progress=False)
         summary = scoring.summarize(rows)
         summary["plain_accuracy"] = scoring.plain_accuracy(model, processor, items)
+    return summary
+
+
+@contextlib.contextmanager
+def eval_mode(model: Any) -> Iterator[None]:
+    """``model.eval()`` for the block, then back to the mode it was in (mid-run, training)."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
     finally:
         model.train(was_training)
-    return summary
 
 
 def heldout_table(before: dict[str, Any], after: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -117,13 +117,9 @@ def show_triplets(w: Walkthrough | None, n: int = 4) -> None:
 
 def _score(w: Walkthrough, stage: str, model: Any) -> dict[str, Any]:
     """Greedy answers on the held-out scenes, scored as notebook 07 scores them."""
-    was_training = model.training
-    model.eval()
-    try:
-        tokens = min(w.preset.max_completion_length, 256)
+    tokens = min(w.preset.max_completion_length, 256)
+    with report.eval_mode(model):
         rows = scoring.evaluate_model(model, w.processor, w.heldout, tokens, progress=False)
-    finally:
-        model.train(was_training)
     w.rows[stage] = rows
     w.summaries[stage] = scoring.summarize(rows)
     return w.summaries[stage]
