@@ -76,9 +76,11 @@ def sampled_think_rewards(group_size: int, groups: int = 3, seed: int = 0) -> tu
     from grit_lite import data, rewards, tiny
     from grit_lite.format import build_prompt
 
+    bars_were_on = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # no "Loading weights" bar left in the notebook
     model, processor = tiny.load_tiny(tiny.SHIPPED)
-    hf_logging.enable_progress_bar()
+    if bars_were_on:
+        hf_logging.enable_progress_bar()
     record, image = data.train_split()[0]
     n = group_size * groups
     torch.manual_seed(seed)
