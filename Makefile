@@ -19,7 +19,7 @@ setup: $(STAMP)  ## create .venv and install the course with its pinned dependen
 
 test: $(STAMP)  ## lint, then every notebook under strict nbval together with tests/
 	$(PY) -m ruff check .
-	$(PY) -m pytest --nbval notebooks/ tests/
+	$(PY) -m pytest --nbval notebooks/ tests/ $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
