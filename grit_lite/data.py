@@ -65,6 +65,7 @@ DATA_DIR = REPO_DIR / "data"
 TRAIN_JSONL = "train_20.jsonl"
 TRAIN_SEED = 20
 EVAL_SEED = 2025
+MAX_ASPECT = 200  # transformers' smart_resize raises for a longer side over 200x the other
 BOX_TOLERANCE = 1.0  # px: float rounding in real annotations may poke just past the border
 
 FIELDS = ("question", "answer", "image", "width", "height", "bboxs", "dataset", "split")
@@ -122,6 +123,11 @@ def _check_fields(obj: Any) -> str | None:
     for name in ("width", "height"):
         if isinstance(obj[name], bool) or not isinstance(obj[name], int) or obj[name] <= 0:
             return f"field {name!r} must be a positive integer, got {obj[name]!r}"
+    if max(obj["width"], obj["height"]) > MAX_ASPECT * min(obj["width"], obj["height"]):
+        return (
+            f"fields 'width' and 'height' ({obj['width']}x{obj['height']}) give an aspect ratio "
+            f"over {MAX_ASPECT}, which Qwen2.5-VL's image processor refuses: crop the image"
+        )
     if not isinstance(obj["bboxs"], list):
         return f"field 'bboxs' must be a list of boxes, got {obj['bboxs']!r}"
     w, h, tol = obj["width"], obj["height"], BOX_TOLERANCE

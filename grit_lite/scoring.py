@@ -25,10 +25,28 @@ _GROUNDING = ("mean_iou", "precision", "recall")
 
 
 def _as_int(text: str | None) -> int | None:
+    """The count a one-word answer states (digits of any script, number words), or None.
+
+    ``isdecimal`` and not ``isdigit``: "²" and "①" are digits to Unicode but not to ``int``.
+    """
     from grit_lite.judge import normalize_answer
 
     words = normalize_answer(text or "")
-    return int(words[0]) if len(words) == 1 and words[0].isdigit() else None
+    if len(words) != 1 or not words[0].isdecimal():
+        return None
+    try:
+        return int(words[0])
+    except ValueError:  # more digits than Python's int-from-text limit
+        return None
+
+
+def seen_size(width: int, height: int) -> tuple[int, int]:
+    """The size Qwen2.5-VL resizes an image to, or the image's own size when its processor
+    refuses it (an aspect ratio over 200, which validation reports): scoring never raises."""
+    try:
+        return qwen_resized_size(width, height)
+    except (ValueError, OverflowError, ZeroDivisionError):
+        return width, height
 
 
 def _centre(box: Sequence[float]) -> tuple[float, float]:
@@ -79,7 +97,7 @@ def score_completion(
     """
     parsed = parse_completion(completion)
     size = (record.width, record.height)
-    seen = resized or qwen_resized_size(*size)
+    seen = resized or seen_size(*size)
     boxes = [qwen_to_original(b, size, seen) for b in parsed.boxes]
     annotated = bool(record.bboxs) or (record.dataset == "tallyqa" and _as_int(record.answer) == 0)
     grounding = grounding_scores(boxes, record.bboxs) if annotated else dict.fromkeys(_GROUNDING)
