@@ -195,12 +195,12 @@ def test_llm_judge_good_reply() -> None:
 
 
 def test_llm_judge_timeout_falls_back_to_rules() -> None:
-    with FakeServer([(200, chat_reply("1"), 1.0)]) as server:
+    with FakeServer([(200, chat_reply("1"), 3.0)]) as server:
         judge = make_judge(server, timeout=0.2, retries=0)
         start = time.perf_counter()
         with pytest.warns(UserWarning, match="LLM judge failed"):
             assert judge(Q, A, P) == 0.0  # the rule judge's verdict
-        assert time.perf_counter() - start < 0.9
+        assert time.perf_counter() - start < 2.0  # gave up long before the 3 s reply
         assert judge.cache == {}  # a fallback is not cached
 
 
