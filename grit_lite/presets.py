@@ -162,19 +162,39 @@ def auto_preset() -> tuple[str, str]:
     problem = None if _cached(QWEN_3B) else hub_problem()
     if problem is not None:
         return "tiny-cpu", f"CUDA is available but {QWEN_3B} is not ({problem})"
-    memory = torch.cuda.get_device_properties(0).total_memory / 2**30
-    return preset_for_card(memory, torch.cuda.is_bf16_supported())
+    return card_preset()
 
 
-def preset_for_card(memory_gib: float, bf16: bool) -> tuple[str, str]:
+def native_bf16(capability: tuple[int, int]) -> bool:
+    """bf16 in hardware: compute capability 8.0 (Ampere) or newer.
+
+    Not ``torch.cuda.is_bf16_supported()``: it is True on Turing (7.5) and Volta (7.0) too,
+    where bf16 is emulated at a fraction of fp16's speed.
+    """
+    return tuple(capability) >= (8, 0)
+
+
+def card_preset(device: int = 0) -> tuple[str, str]:
+    """:func:`preset_for_card` for the CUDA card ``device``, read from its properties."""
+    card = torch.cuda.get_device_properties(device)
+    capability = (card.major, card.minor)
+    return preset_for_card(card.total_memory / 2**30, native_bf16(capability), capability)
+
+
+def preset_for_card(
+    memory_gib: float, bf16: bool, capability: tuple[int, int] | None = None
+) -> tuple[str, str]:
     """The 3B preset for a GPU of ``memory_gib`` (as torch reports it), and why."""
+    where = f"{memory_gib:.0f} GiB GPU"
+    if capability is not None:
+        where += f", compute capability {capability[0]}.{capability[1]}"
     if not bf16:
-        return "qwen2.5-vl-3b-colab", f"{memory_gib:.0f} GiB GPU without bf16: fp16 LoRA"
+        return "qwen2.5-vl-3b-colab", f"{where}, no native bf16: fp16 LoRA"
     if memory_gib < 20:  # a 16 GB card; a "24 GB" one reports 22-24 GiB
-        return "qwen2.5-vl-3b-colab", f"{memory_gib:.0f} GiB GPU: LoRA with capped lengths"
+        return "qwen2.5-vl-3b-colab", f"{where}: LoRA with capped lengths"
     if memory_gib < 75:  # full fine-tuning peaked at 74.5 GiB on an H100 80GB (eager, fp32)
-        return "qwen2.5-vl-3b-lora", f"{memory_gib:.0f} GiB GPU: LoRA instead of full fine-tuning"
-    return "qwen2.5-vl-3b", f"{memory_gib:.0f} GiB GPU"
+        return "qwen2.5-vl-3b-lora", f"{where}: LoRA instead of full fine-tuning"
+    return "qwen2.5-vl-3b", f"{where}: full fine-tuning"
 
 
 def batch_split(preset: Preset, world_size: int) -> tuple[int, int]:

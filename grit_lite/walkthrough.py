@@ -54,9 +54,8 @@ class Walkthrough:
 
 def _gpu_preset(model: str, steps: int) -> presets.Preset:
     """The preset :func:`grit_lite.presets.preset_for_card` picks for this GPU, shortened."""
-    card = torch.cuda.get_device_properties(0)
-    name, why = presets.preset_for_card(card.total_memory / 2**30, torch.cuda.is_bf16_supported())
-    print(f"preset {name} on {card.name}: {why}")
+    name, why = presets.card_preset(0)
+    print(f"preset {name} on {torch.cuda.get_device_properties(0).name}: {why}")
     return dataclasses.replace(presets.PRESETS[name], model=model, max_steps=steps)
 
 

@@ -81,27 +81,41 @@ def test_gpu_preset_fails_fast_offline(monkeypatch):
     assert train.auto_preset()[0] == "tiny-cpu"
 
 
+# Cards as torch reports them: (name, total memory in GiB, compute capability, preset).
+CARDS = [
+    ("Tesla T4 (free Colab)", 14.6, (7, 5), "qwen2.5-vl-3b-colab"),
+    ("Quadro RTX 6000 (Turing, 24 GB)", 23.6, (7, 5), "qwen2.5-vl-3b-colab"),
+    ("Tesla V100 32GB", 31.7, (7, 0), "qwen2.5-vl-3b-colab"),
+    ("RTX 4060 Ti 16GB (Ada)", 15.6, (8, 9), "qwen2.5-vl-3b-colab"),
+    ("A10G", 22.1, (8, 6), "qwen2.5-vl-3b-lora"),
+    ("L4", 22.0, (8, 9), "qwen2.5-vl-3b-lora"),
+    ("A100 40GB", 39.4, (8, 0), "qwen2.5-vl-3b-lora"),
+    ("A100 80GB", 79.2, (8, 0), "qwen2.5-vl-3b"),
+    ("H100 80GB", 79.6, (9, 0), "qwen2.5-vl-3b"),
+    ("H200", 139.8, (9, 0), "qwen2.5-vl-3b"),
+]
+
+
 @pytest.mark.parametrize(
-    ("gib", "bf16", "expected"),
-    [
-        (15.0, False, "qwen2.5-vl-3b-colab"),  # a T4
-        (15.6, True, "qwen2.5-vl-3b-colab"),  # a 16 GB card with bf16
-        (22.0, True, "qwen2.5-vl-3b-lora"),  # an L4 (24 GB)
-        (24, True, "qwen2.5-vl-3b-lora"),
-        (48, True, "qwen2.5-vl-3b-lora"),
-        (79.2, True, "qwen2.5-vl-3b"),
-        (79.2, False, "qwen2.5-vl-3b-colab"),  # a large card without bf16 (V100 32 GB-like)
-    ],
+    ("card", "gib", "capability", "expected"), CARDS, ids=[c[0] for c in CARDS]
 )
-def test_auto_preset_picks_full_fine_tuning_only_where_it_fits(monkeypatch, gib, bf16, expected):
-    """Full fine-tuning peaked at 74.5 GiB on the GPU: a 48 GB card gets LoRA, a 16 GB card
-    or one without bf16 the fp16 LoRA preset."""
-    card = type("Card", (), {"total_memory": int(gib * 2**30)})()
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: bf16)
+def test_each_card_gets_the_preset_its_native_precision_and_memory_allow(
+    monkeypatch, card, gib, capability, expected
+):
+    """bf16 only from compute capability 8.0: torch's is_bf16_supported() also says True on
+    Turing and Volta (emulation), and must not decide. Full fine-tuning from 75 GiB."""
+    props = type("Props", (), {"name": card, "total_memory": int(gib * 2**30),
+                               "major": capability[0], "minor": capability[1]})()  # fmt: skip
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)  # the trap
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda index: card)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda index: props)
     monkeypatch.setattr(presets, "_cached", lambda name: True)
-    assert train.auto_preset()[0] == expected
+    name, why = train.auto_preset()
+    assert name == expected
+    assert f"compute capability {capability[0]}.{capability[1]}" in why
+    assert ("no native bf16" in why) == (capability < (8, 0))
+    weights = train.weight_dtype(train.PRESETS[name])
+    assert weights == (torch.float16 if capability < (8, 0) or gib < 20 else torch.bfloat16)
 
 
 def test_cli_reports_offline_error_without_a_traceback(monkeypatch, tmp_path):

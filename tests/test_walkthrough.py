@@ -49,10 +49,9 @@ def test_an_unloadable_model_skips_in_one_line_without_the_network(monkeypatch, 
 
 def test_on_a_gpu_the_card_picks_the_preset_and_the_steps(monkeypatch):
     class T4:
-        name, total_memory = "Tesla T4", 15 * 2**30
+        name, total_memory, major, minor = "Tesla T4", 15 * 2**30, 7, 5
 
     monkeypatch.setattr(walkthrough.torch.cuda, "get_device_properties", lambda i: T4())
-    monkeypatch.setattr(walkthrough.torch.cuda, "is_bf16_supported", lambda: False)
     monkeypatch.setenv(walkthrough.STEPS_ENV, "7")
     preset = walkthrough._gpu_preset("random-3b", 7)
     assert preset == dataclasses.replace(train.PRESETS["qwen2.5-vl-3b-colab"], model="random-3b",
