@@ -46,6 +46,105 @@ def compile_decoding(trainer: Any, compile_config: Any = None) -> None:
         config.compile_config = compile_config
 
 
+def eager_fallback(trainer: Any, say: Any = print) -> None:
+    """Make sampling survive its fast path: a compile error falls back to eager decoding.
+
+    Inductor, Triton and CUDA graphs fail in many ways on a card or driver we never tried
+    (an old T4 driver, a new torch), always at the first compiled call and with a traceback
+    that would end the run with no checkpoint. Here such a failure prints one line, turns
+    compilation off, and samples the same prompts again eagerly; the run goes on. Each step
+    logs ``sampling/compiled`` (1 or 0) to ``metrics.jsonl``: which path it took.
+    """
+    original = trainer._generate
+
+    def generate(prompts: Any) -> Any:
+        config = trainer.generation_config
+        try:
+            out = original(prompts)
+        except Exception as error:  # inductor, Triton and CUDA raise many types
+            if config.disable_compile:
+                raise  # eager decoding failed: not ours to hide
+            first = (str(error).strip().splitlines() or [""])[0][:160]
+            say(f"compiled decoding failed ({type(error).__name__}: {first}); "
+                "continuing with eager decoding")  # fmt: skip
+            config.disable_compile = True
+            torch._dynamo.reset()
+            out = original(prompts)
+        trainer._metrics["train"]["sampling/compiled"].append(float(not config.disable_compile))
+        return out
+
+    trainer._generate = generate
+
+
+def keep_one_static_cache(model: Any) -> dict[str, Any]:
+    """Give every ``generate`` call the same static KV cache, reset, instead of a new one.
+
+    transformers builds a fresh ``StaticCache`` per call (``_prepare_static_cache``). The
+    compiled graph does not mind, but CUDA graphs read their inputs at fixed addresses: a
+    new cache means a new recording every step, and torch drops graphs that re-record too
+    often. The cache is rebuilt only when its shape changes (another batch size or length).
+    Returns the holder of the current cache (tests read its storage).
+    """
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    build = base._prepare_static_cache
+    kept: dict[str, Any] = {}
+
+    def prepare(**kwargs: Any) -> Any:
+        key = tuple((k, v) for k, v in sorted(kwargs.items()) if k != "model_kwargs")
+        if kept.get("key") == key:
+            kept["cache"].reset()  # zeroes keys, values and lengths in place
+        else:
+            kept.clear()  # free the old cache before the new one is allocated
+            kept.update(key=key, cache=build(**kwargs))
+        return kept["cache"]
+
+    base._prepare_static_cache = prepare
+    return kept
+
+
+def own_adapter_lists(model: Any) -> int:
+    """Give each LoRA layer its own list of active adapters; returns how many it changed.
+
+    PEFT hands every tuner layer the *same* list object when adapters are set. Dynamo guards
+    on it, and at the second step a guard fails and the whole decoder compiles again
+    (minutes on Colab's two CPUs). Separate but equal lists keep one compiled frame.
+    """
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    changed = 0
+    for module in model.modules():
+        if isinstance(module, BaseTunerLayer) and isinstance(module._active_adapter, list):
+            module._active_adapter = list(module._active_adapter)
+            changed += 1
+    return changed
+
+
+def vision_in_fp32(model: Any) -> Any:
+    """Keep the vision tower in fp32, autocast off inside it, under an fp16 preset (T4).
+
+    Qwen2-VL and Qwen2.5-VL overflow in fp16 in the vision MLP (transformers issues #33294
+    and #33312: -inf activations, "!!!!" answers), and TRL samples with
+    ``torch.multinomial``, which stops at the first NaN probability. The language model stays
+    fp16; the image features are cast to its dtype where they enter it. Returns the tower
+    (None for a model without one).
+    """
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    visual = getattr(getattr(base, "model", None), "visual", None)
+    if visual is None or getattr(visual, "in_fp32", False):
+        return visual  # not a Qwen-VL layout, or done already
+    visual.float()
+    visual.in_fp32 = True
+    forward = visual.forward
+
+    def fp32_forward(*args: Any, **kwargs: Any) -> Any:
+        device = next(visual.parameters()).device.type
+        with torch.autocast(device, enabled=False):
+            return forward(*args, **kwargs)
+
+    visual.forward = fp32_forward
+    return visual
+
+
 def stop_hook_leak(model: Any) -> None:
     """Keep exactly one "inputs require grad" hook on the input embeddings.
 

@@ -84,6 +84,8 @@ def load_model(preset: Preset, model: Any = None, processor: Any = None) -> tupl
             processor = AutoProcessor.from_pretrained(path, **kwargs)
         except (OSError, ValueError) as error:  # not found on the hub, not a Qwen2.5-VL folder
             raise TrainError(f"cannot load the model {preset.model}: {error}") from None
+    if preset.fp16:
+        gpu.vision_in_fp32(model)  # fp16 overflows in Qwen's vision MLP
     if preset.lora:
         from peft import LoraConfig, PeftModel, get_peft_model
 
@@ -264,11 +266,15 @@ def training_data(
 # ---------------------------------------------------------------------------------------------
 
 
-def tune_for_speed(trainer: Any, preset: Preset) -> None:
+def tune_for_speed(trainer: Any, preset: Preset, say: Any = print) -> None:
     """The GPU fixes of :mod:`grit_lite.gpu` that ``preset`` asks for, on a built trainer."""
     gpu.stop_hook_leak(trainer.model)
+    if preset.lora:
+        gpu.own_adapter_lists(trainer.model)
     if trainer.args.cache_implementation == "static":
+        gpu.keep_one_static_cache(trainer.model)
         gpu.compile_decoding(trainer)
+        gpu.eager_fallback(trainer, say)
     sharded = trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled  # they keep masters
     low_precision = next(trainer.model.parameters()).dtype != torch.float32
     if not preset.lora and low_precision and not sharded:

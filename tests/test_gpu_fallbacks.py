@@ -1,0 +1,159 @@
+"""The GPU path's ways back, checked on the CPU with a mocked card: a compile error costs a
+line, not the run; one static cache for the run; the fp16 preset keeps the vision tower in
+fp32; LoRA's adapter lists do not alias."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from grit_lite import gpu, report, tiny, train
+from tests.test_gpu import _preset, _prompts
+
+
+def _pretend_gpu(model, fail_on_call: int | None = None) -> list[int]:
+    """Make ``generate`` take its compiled path on the CPU, as it does on a GPU. The
+    "compiled" call is the eager one, except that it raises on generate call ``fail_on_call``
+    (1-based), like an inductor or CUDA-graph failure. Returns the list of calls made."""
+    calls: list[int] = []
+    model._valid_auto_compile_criteria = lambda kwargs, config: not config.disable_compile
+
+    def get_compiled_call(config):
+        calls.append(len(calls) + 1)
+        if len(calls) == fail_on_call:
+            def broken(*args, **kwargs):
+                raise RuntimeError("injected: triton failed to compile the decoder\nmore text")
+
+            return broken
+        return model.__call__
+
+    model.get_compiled_call = get_compiled_call
+    return calls
+
+
+def _small():
+    return tiny.build_tiny(seed=3, hidden=64, layers=2, vision_hidden=32)
+
+
+def test_a_compile_failure_prints_one_line_and_the_run_goes_on(tmp_path, capsys):
+    model, processor = _small()
+    calls = _pretend_gpu(model, fail_on_call=2)
+    preset = _preset(fast_sampling=True, max_steps=3, save_steps=100)
+    trainer = train.train(preset, tmp_path, model=model, processor=processor, n_rollouts=0,
+                          progress=False)  # fmt: skip
+    assert trainer.state.global_step == 3 and (tmp_path / "final").is_dir()
+    lines = [line for line in capsys.readouterr().out.splitlines() if "compiled decoding" in line]
+    assert lines == [
+        "compiled decoding failed (RuntimeError: injected: triton failed to compile the "
+        "decoder); continuing with eager decoding"
+    ]
+    assert calls == [1, 2]  # compiled for step 1, failed at step 2, never tried again
+    used = [row["sampling/compiled"] for row in report.read_metrics(tmp_path / "metrics.jsonl")]
+    assert used == [1.0, 0.0, 0.0]
+
+
+def test_an_eager_failure_is_not_hidden(tmp_path):
+    """Only the fast path falls back: a failure of eager decoding itself still stops the run."""
+    model, processor = tiny.load_tiny(tiny.SHIPPED)
+    trainer = type("Trainer", (), {})()
+    trainer.generation_config = type("Config", (), {"disable_compile": True})()
+    trainer._metrics = {"train": {}}
+    trainer._generate = lambda prompts: (_ for _ in ()).throw(ValueError("bad prompt"))
+    gpu.eager_fallback(trainer, say=pytest.fail)
+    with pytest.raises(ValueError, match="bad prompt"):
+        trainer._generate(["x"])
+
+
+def test_one_static_cache_serves_every_sampling_call():
+    from transformers import GenerationConfig
+
+    model, processor = tiny.load_tiny(tiny.SHIPPED)
+    from grit_lite import data
+
+    items = data.train_split()
+    ids = model.generation_config
+    greedy = {"max_new_tokens": 12, "do_sample": False, "pad_token_id": ids.pad_token_id,
+              "eos_token_id": ids.eos_token_id}  # fmt: skip
+    static = GenerationConfig(cache_implementation="static", max_cache_len=400, **greedy)
+    eager = [model.generate(**_prompts(processor, b), generation_config=GenerationConfig(**greedy))
+             for b in (items[:2], items[10:12])]  # fmt: skip
+    kept = gpu.keep_one_static_cache(model)
+    storage, caches = [], []
+    for batch, expected in zip((items[:2], items[10:12]), eager, strict=True):
+        out = model.generate(**_prompts(processor, batch), generation_config=static)
+        assert torch.equal(out, expected)  # the same completions as eager decoding
+        caches.append(kept["cache"])
+        storage.append([layer.keys.data_ptr() for layer in kept["cache"].layers])
+    assert caches[0] is caches[1] and storage[0] == storage[1]
+
+
+def test_a_new_batch_shape_gets_a_new_cache():
+    model, _ = tiny.load_tiny(tiny.SHIPPED)
+    built: list[int] = []
+    model._prepare_static_cache = lambda **kw: built.append(kw["batch_size"]) or object()
+    kept = gpu.keep_one_static_cache(model)
+    with pytest.raises(AttributeError):  # a stand-in cache has no reset(): proves reuse
+        for size in (4, 4):
+            model._prepare_static_cache(batch_size=size, max_cache_len=9, model_kwargs={})
+    assert built == [4] and kept["key"] == (("batch_size", 4), ("max_cache_len", 9))
+    model._prepare_static_cache(batch_size=2, max_cache_len=9, model_kwargs={})
+    assert built == [4, 2]
+
+
+def test_the_colab_preset_runs_in_fp16_with_its_vision_tower_in_fp32(tmp_path):
+    """The colab preset's real GRPOConfig (fp16 autocast, loss scaling, LoRA on an fp16
+    base), on the tiny model: three steps with finite losses; the vision tower stays fp32."""
+    colab = train.PRESETS["qwen2.5-vl-3b-colab"]
+    preset = dataclasses.replace(
+        _preset(), lora=True, lora_rank=8, lora_alpha=16, bf16=False, fp16=True,
+        learning_rate=colab.learning_rate, max_steps=3, save_steps=100, fast_sampling=False,
+    )  # fmt: skip
+    args = train.grpo_config(preset, tmp_path)
+    assert args.fp16 and not args.bf16
+    model, processor = _small()
+    model = model.to(train.weight_dtype(preset))
+    trainer = train.train(preset, tmp_path, model=model, processor=processor, n_rollouts=0,
+                          progress=False)  # fmt: skip
+    visual = trainer.model.get_base_model().model.visual
+    assert {p.dtype for p in visual.parameters()} == {torch.float32}
+    language = trainer.model.get_base_model().model.language_model
+    base = {p.dtype for n, p in language.named_parameters() if "lora_" not in n}
+    assert base == {torch.float16}  # the language model stays fp16 (its adapters are fp32)
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    rows = [row for row in map(json.loads, lines) if "loss" in row]
+    assert len(rows) == 3 and all(torch.isfinite(torch.tensor(r["loss"])) for r in rows)
+
+
+def test_vision_in_fp32_turns_autocast_off_inside_the_tower():
+    model, processor = tiny.load_tiny(tiny.SHIPPED)
+    model = model.to(torch.float16)
+    seen = []
+    visual = gpu.vision_in_fp32(model)
+    visual.blocks[0].register_forward_hook(
+        lambda m, i, o: seen.append((torch.is_autocast_enabled("cpu"), o.dtype))
+    )
+    from grit_lite import data
+
+    enc = _prompts(processor, data.train_split()[:1])
+    with torch.autocast("cpu", dtype=torch.float16):
+        model.model.get_image_features(enc["pixel_values"], enc["image_grid_thw"])
+    assert seen == [(False, torch.float32)]
+    assert gpu.vision_in_fp32(model) is visual  # a second call changes nothing
+
+
+def test_each_lora_layer_gets_its_own_adapter_list():
+    """PEFT gives every tuner layer one shared list; TRL's first step replaces them with
+    separate ones, which fails the compiled graph's aliasing guard and compiles again."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    model, processor = _small()
+    preset = dataclasses.replace(train.PRESETS["tiny-cpu"], lora=True)
+    model, _ = train.load_model(preset, model, processor)
+    layers = [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
+    assert len({id(m._active_adapter) for m in layers}) == 1  # PEFT's layout: one list
+    assert gpu.own_adapter_lists(model) == len(layers)
+    assert len({id(m._active_adapter) for m in layers}) == len(layers)
+    assert all(m.active_adapters == ["default"] for m in layers)
