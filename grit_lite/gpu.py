@@ -28,6 +28,48 @@ VLLM_RANGE = ("0.22.0", "0.31.0")
 VLLM_PIP = f'pip install "vllm>={VLLM_RANGE[0]},<={VLLM_RANGE[1]}"'
 
 
+# The oldest releases that have what the course uses (pyproject.toml says the same; a test
+# checks). transformers 5.23: GRPOConfig's `activation_checkpointing`; TRL 1.0: a generation
+# config whose `disable_compile` compile_decoding can turn off (0.26-0.29 pass the flag to
+# every generate call, so compilation silently never happens); PEFT 0.20: transformers
+# 5.23's own minimum; datasets 4.7 and accelerate 1.4: TRL 1.0's; torch 2.6: transformers'.
+FLOORS = {
+    "torch": "2.6",
+    "torchvision": "0.21",
+    "transformers": "5.23",
+    "trl": "1.0",
+    "peft": "0.20",
+    "accelerate": "1.4",
+    "datasets": "4.7",
+}
+
+
+def version_problem(installed: dict[str, str | None] | None = None) -> str | None:
+    """What is too old (or missing) among the run's libraries, with the ``pip install`` line
+    that fixes it, or None. Read from package metadata: nothing is imported. ``installed``
+    maps names to versions (tests); by default the installed ones."""
+    from packaging.version import Version
+
+    if installed is None:
+        installed = {}
+        for name in FLOORS:
+            try:
+                installed[name] = importlib.metadata.version(name)
+            except importlib.metadata.PackageNotFoundError:
+                installed[name] = None
+    old = {
+        name: installed.get(name)
+        for name, floor in FLOORS.items()
+        if installed.get(name) is None
+        or Version(Version(str(installed[name])).base_version) < Version(floor)
+    }
+    if not old:
+        return None
+    found = ", ".join(f"{n} {v or 'not installed'} (needs >= {FLOORS[n]})" for n, v in old.items())
+    fix = " ".join(f'"{n}>={FLOORS[n]}"' for n in old)
+    return f"too old for this course: {found}. Upgrade with: pip install -U {fix}"
+
+
 def compile_decoding(trainer: Any, compile_config: Any = None) -> None:
     """Let ``generate`` compile its decoding step into CUDA graphs.
 

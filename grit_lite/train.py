@@ -548,8 +548,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = cli.parse_args(argv)
     if args.vllm_url and args.vllm != "server":
         cli.error("--vllm-url needs --vllm server")
-    if args.vllm and (problem := gpu.vllm_problem()):
-        raise SystemExit(f"error: {problem}")  # before any weights are built
+    for problem in (gpu.version_problem(), args.vllm and gpu.vllm_problem()):
+        if problem:
+            raise SystemExit(f"error: {problem}")  # before any weights are built
     name = args.preset
     if name == "auto":
         name, why = auto_preset()

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from grit_lite import data, evaluate, presets, report, scoring, train
+from grit_lite import data, evaluate, gpu, presets, report, scoring, train
 
 MODEL_ENV = "GRIT_LITE_GPU_MODEL"  # a hub id, a folder, or random-3b
 STEPS_ENV = "GRIT_LITE_GPU_STEPS"
@@ -74,6 +74,9 @@ def plan(
     if preset is None:
         if not torch.cuda.is_available():
             print(SKIPPED.format(why="no CUDA GPU here"))
+            return None
+        if problem := gpu.version_problem():
+            print(SKIPPED.format(why=problem))
             return None
         model = model or os.environ.get(MODEL_ENV) or presets.QWEN_3B
         steps = steps or int(os.environ.get(STEPS_ENV) or T4_STEPS)

@@ -157,3 +157,42 @@ def test_each_lora_layer_gets_its_own_adapter_list():
     assert gpu.own_adapter_lists(model) == len(layers)
     assert len({id(m._active_adapter) for m in layers}) == len(layers)
     assert all(m.active_adapters == ["default"] for m in layers)
+
+
+# -- version floors ------------------------------------------------------------------------------
+
+
+def test_the_floors_are_the_ones_pyproject_declares():
+    import re
+
+    import tomllib
+
+    from tests.test_environment import ROOT
+
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    floors = dict(re.fullmatch(r"([\w-]+)>=([\d.]+)", d).groups() for d in declared)
+    assert {name: floors[name] for name in gpu.FLOORS} == gpu.FLOORS
+
+
+def test_an_old_library_is_named_with_the_pip_line_that_fixes_it():
+    tested = {"torch": "2.14.1+cu130", "torchvision": "0.29.1", "transformers": "5.24.0",
+              "trl": "1.16.0", "peft": "0.21.2", "accelerate": "1.15.0",
+              "datasets": "5.2.0"}  # fmt: skip
+    assert gpu.version_problem(tested) is None
+    colab = {**tested, "transformers": "5.22.2", "trl": "0.29.1", "peft": None}
+    problem = gpu.version_problem(colab)
+    assert problem.startswith("too old for this course: transformers 5.22.2 (needs >= 5.23), ")
+    assert "trl 0.29.1 (needs >= 1.0)" in problem
+    assert "peft not installed (needs >= 0.20)" in problem
+    assert problem.endswith('pip install -U "transformers>=5.23" "trl>=1.0" "peft>=0.20"')
+    assert gpu.version_problem({**tested, "transformers": "5.23.0.dev0"}) is None  # base version
+
+
+def test_the_command_line_stops_on_an_old_library_before_anything_loads(monkeypatch, tmp_path):
+    real = gpu.importlib.metadata.version
+    monkeypatch.setattr(gpu.importlib.metadata, "version",
+                        lambda name: "0.29.1" if name == "trl" else real(name))  # fmt: skip
+    monkeypatch.setattr(train, "load_model", lambda *a, **k: pytest.fail("weights were built"))
+    with pytest.raises(SystemExit, match=r'trl 0\.29\.1 \(needs >= 1\.0\).*"trl>=1\.0"'):
+        train.main(["--preset", "tiny-cpu", "--output", str(tmp_path / "run")])
+    assert not (tmp_path / "run").exists()
