@@ -263,6 +263,13 @@ class MasterWeightAdamW(torch.optim.AdamW):
                 self.model_params[i].copy_(self.masters[i])
         return loss
 
+    @torch.no_grad()
+    def sync_masters(self) -> None:
+        """Masters copied from the model's weights: after weights were loaded without an
+        optimizer state (a weights-only checkpoint), the masters must start from them."""
+        for master, weight in zip(self.masters, self.model_params, strict=True):
+            master.copy_(weight)
+
     def state_dict(self) -> dict[str, Any]:
         """AdamW's state plus the masters: a resumed run must not restart from bf16 weights."""
         state = super().state_dict()

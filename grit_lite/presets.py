@@ -49,6 +49,7 @@ class Preset:
     gradient_checkpointing: bool = True  # pays on the 3B (long completions), not on tiny
     save_steps: int = 50
     keep_checkpoints: int = 2  # the newest N checkpoints stay on disk (--resume needs one)
+    weights_only_checkpoints: bool = False  # no optimizer state in any checkpoint (disk)
     eval_items: int = 16  # held-out scenes scored at the start and the end of a run
     logging_steps: int = 1
     max_pixels: int | None = GRIT_MAX_PIXELS  # image cap: <= 256 image tokens, boxes in that grid

@@ -122,17 +122,156 @@ def incomplete(checkpoint: Path) -> str | None:
     for name in ("optimizer.pt", "scheduler.pt"):
         if (checkpoint / name).exists() and not _complete_zip(checkpoint / name):
             return f"{name} is cut off"
+    if (checkpoint / WEIGHTS_ONLY).is_file():
+        return None  # written complete, its optimizer state left out on purpose
     if not (checkpoint / "optimizer.pt").exists() and not (checkpoint / "global_step").exists():
         return "optimizer.pt is missing"
     return None
 
 
+# ---------------------------------------------------------------------------------------------
+# Weights-only checkpoints and the disk a run needs
+# ---------------------------------------------------------------------------------------------
+
+WEIGHTS_ONLY = "WEIGHTS_ONLY"  # marks a complete checkpoint kept without optimizer state
+
+
+def not_restored(checkpoint: Path) -> str | None:
+    """What resuming from a weights-only ``checkpoint`` cannot bring back, or None."""
+    if not (checkpoint / WEIGHTS_ONLY).is_file():
+        return None
+    lost = ["the optimizer's state (Adam's moments; a full fine-tune's fp32 masters restart "
+            "from the saved weights)"]  # fmt: skip
+    if not (checkpoint / "scheduler.pt").is_file():
+        lost.append("the learning-rate schedule's place (it starts again)")
+    if not any(checkpoint.glob("rng_state*.pth")):
+        lost.append("the random state")
+    return ", ".join(lost)
+
+
+def drop_optimizer_state(checkpoint: Path) -> None:
+    """Make ``checkpoint`` weights-only: its optimizer state is most of its size (a full
+    3B fine-tune: 45 GB of Adam moments and fp32 masters beside 7.5 GB of weights)."""
+    (checkpoint / "optimizer.pt").unlink(missing_ok=True)
+    for folder in checkpoint.glob("global_step*"):  # DeepSpeed's partitioned states
+        shutil.rmtree(folder, ignore_errors=True)
+    (checkpoint / WEIGHTS_ONLY).write_text("optimizer state dropped to save disk\n")
+
+
+def weights_only_callback(keep_newest_resumable: bool = True) -> Any:
+    """After each save, every checkpoint but the newest (or every one) becomes weights-only."""
+    from transformers import TrainerCallback
+
+    class WeightsOnly(TrainerCallback):
+        def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if state.is_world_process_zero:
+                found = checkpoints(Path(args.output_dir))
+                for checkpoint in found[:-1] if keep_newest_resumable else found:
+                    drop_optimizer_state(checkpoint)
+
+    return WeightsOnly()
+
+
+QWEN_3B_PARAMETERS = 3_754_622_976  # Qwen2.5-VL-3B: 3.09 B language model + 0.67 B vision
+QWEN_3B_LORA_64 = 119_734_272  # LoRA r=64 on every language-model projection
+
+
+def parameters_in(folder: Path) -> int | None:
+    """The number of weights in a local model folder's safetensors files, from their headers."""
+    total = 0
+    for path in folder.glob("*.safetensors"):
+        try:
+            with path.open("rb") as f:
+                (size,) = struct.unpack("<Q", f.read(8))
+                header = json.loads(f.read(size))
+        except (OSError, struct.error, ValueError):
+            return None
+        for name, tensor in header.items():
+            if name != "__metadata__":
+                count = 1
+                for n in tensor["shape"]:
+                    count *= n
+                total += count
+    return total or None
+
+
+def run_footprint(preset: Any, parameters: int | None = None) -> dict[str, float]:
+    """What a run keeps on disk at its fullest, in GB, by kind (an estimate from sizes), for
+    a model of ``parameters`` weights (default: Qwen2.5-VL-3B's).
+
+    At a save, the ``keep_checkpoints`` kept ones and the new one exist together. A full
+    fine-tune keeps only the newest resumable (the older ones weights-only), so two hold
+    optimizer state at that moment; ``weights_only_checkpoints`` keeps none.
+    """
+    parameters = parameters or QWEN_3B_PARAMETERS
+    low_precision = preset.bf16 or preset.fp16
+    if preset.lora:
+        trainable = QWEN_3B_LORA_64 * preset.lora_rank / 64 * parameters / QWEN_3B_PARAMETERS
+        weights, optimizer, final = trainable * 4, trainable * 8, trainable * 4
+        reference = 0.0
+    else:
+        weights = final = parameters * (2 if low_precision else 4)
+        optimizer = parameters * (12 if low_precision else 8)  # Adam moments (+ fp32 masters)
+        reference = parameters * 2 if preset.beta and preset.model == "random-3b" else 0.0
+    kept = preset.keep_checkpoints + 1  # the kept ones and the one being written
+    resumable = 0 if preset.weights_only_checkpoints else kept if preset.lora else min(2, kept)
+    gb = 1e9
+    return {
+        "checkpoints": (kept * weights + resumable * optimizer) / gb,
+        "final": final / gb,
+        "reference": reference / gb,
+    }
+
+
+def _free_bytes(folder: Path) -> int:
+    folder = folder.expanduser().absolute()
+    while not folder.exists():
+        folder = folder.parent
+    return shutil.disk_usage(folder).free
+
+
+def check_disk(
+    preset: Any, output: str | Path, parameters: int | None = None, free: int | None = None
+) -> float:
+    """Stop before anything loads when the run would fill its disk; returns the GB needed.
+
+    The message gives the numbers and the flags that fit. ``free`` (bytes) is for tests.
+    """
+    import dataclasses
+
+    need = sum(run_footprint(preset, parameters).values())
+    free_gb = (_free_bytes(Path(output)) if free is None else free) / 1e9
+    if need <= free_gb:
+        return need
+    parts = ", ".join(f"{k} {v:.1f}" for k, v in run_footprint(preset, parameters).items() if v)
+    options = {
+        "--keep-checkpoints 1": {"keep_checkpoints": 1},
+        "--weights-only-checkpoints": {"weights_only_checkpoints": True},
+        "--keep-checkpoints 1 --weights-only-checkpoints": {
+            "keep_checkpoints": 1, "weights_only_checkpoints": True},
+    }  # fmt: skip
+    fits = []
+    for flags, change in options.items():
+        smaller = sum(run_footprint(dataclasses.replace(preset, **change), parameters).values())
+        if smaller <= free_gb:
+            fits.append(f"{flags} ({smaller:.1f} GB)")
+    advice = ("it fits with " + " or ".join(fits)) if fits else "no flag makes it fit"
+    raise RunFolderError(
+        f"this run would keep about {need:.1f} GB ({parts}) but {output} has {free_gb:.1f} GB "
+        f"free: {advice}; or give --output a folder on a larger disk. Nothing was written."
+    )
+
+
 def resume_point(folder: Path) -> tuple[Path, list[str]]:
-    """The newest complete checkpoint, and a line for each newer one skipped (and why)."""
+    """The newest complete checkpoint, and a line for each newer one skipped (and why);
+    a weights-only checkpoint also gets a line saying what it cannot restore."""
     skipped = []
     for checkpoint in reversed(checkpoints(folder)):
         problem = incomplete(checkpoint)
         if problem is None:
+            if (lost := not_restored(checkpoint)) is not None:
+                skipped.append(f"{checkpoint} holds weights only: resuming from its weights "
+                               f"and step, without {lost}")  # fmt: skip
             return checkpoint, skipped
         skipped.append(f"skipped {checkpoint}: {problem}")
     why = "; ".join(skipped)

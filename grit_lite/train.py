@@ -159,6 +159,7 @@ def grpo_config(
         use_cpu=preset.device == "cpu",
         activation_checkpointing=preset.gradient_checkpointing,  # the new name of the knob
         save_total_limit=preset.keep_checkpoints,
+        save_only_model=preset.weights_only_checkpoints,
         save_strategy="steps",
         save_steps=preset.save_steps,
         logging_steps=preset.logging_steps,
@@ -299,6 +300,9 @@ def reload_weights_on_resume(trainer: Any) -> None:
         saved = type(target).from_pretrained(resume_from_checkpoint, dtype=target.dtype)
         target.load_state_dict(saved.state_dict())  # strict: every weight or an error
         del saved
+        optimizer = getattr(trainer.optimizer, "optimizer", trainer.optimizer)
+        if isinstance(optimizer, gpu.MasterWeightAdamW):  # else they would undo the load
+            optimizer.sync_masters()  # optimizer.pt, when there is one, overwrites them next
 
     trainer._load_from_checkpoint = load
 
@@ -336,6 +340,16 @@ def time_generation(trainer: Any, single_thread: bool = False) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
+def _parameters(preset: Preset, model: Any = None) -> int | None:
+    """How many weights the run's model has, known before it loads (None: the 3B's)."""
+    if model is not None:
+        return sum(p.numel() for p in model.parameters())
+    if preset.model == RANDOM_3B:
+        return None
+    path = Path(resolve_model(preset.model))  # fails fast on a bad name or offline
+    return runs.parameters_in(path) if path.is_dir() else None
+
+
 def train(
     preset: Preset,
     output: str | Path,
@@ -366,6 +380,7 @@ def train(
     if preset.vllm and (problem := gpu.vllm_problem()):
         raise TrainError(problem)
     output = runs.check_folder(output, resume, overwrite)
+    runs.check_disk(preset, output, _parameters(preset, model))
     if preset.device == "cpu":
         torch.set_num_threads(min(2, os.cpu_count() or 1))
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
@@ -400,6 +415,9 @@ def train(
         train_dataset=data.to_dataset(items),
         processing_class=processor,
         callbacks=[report.metrics_callback(output / "metrics.jsonl"), runs.stop_callback(stop),
+                   *([runs.weights_only_callback(not preset.weights_only_checkpoints)]
+                     if preset.weights_only_checkpoints or (preset.device == "cuda"
+                                                            and not preset.lora) else []),
                    *([report.progress_bar()] if progress and not raw_log else []),
                    *callbacks],
     )  # fmt: skip
@@ -465,6 +483,7 @@ def with_overrides(preset: Preset, args: argparse.Namespace) -> Preset:
         "vllm_url": args.vllm_url,
         "save_steps": args.save_steps,
         "keep_checkpoints": args.keep_checkpoints,
+        "weights_only_checkpoints": True if args.weights_only_checkpoints else None,
     }
     if args.epochs is not None:  # epochs count only when max_steps is not positive
         changes |= {"num_train_epochs": args.epochs, "max_steps": -1}
@@ -535,6 +554,9 @@ def parser() -> argparse.ArgumentParser:
                    help="greedy samples drawn before and after (0: none)")  # fmt: skip
     p.add_argument("--keep-checkpoints", type=runs.number_arg(int, 0, True),
                    help="how many of the newest checkpoints stay on disk (default 2)")  # fmt: skip
+    p.add_argument("--weights-only-checkpoints", action="store_true",
+                   help="checkpoints without optimizer state: far less disk, but a resume "
+                   "restarts Adam and the schedule")  # fmt: skip
     p.add_argument("--no-heldout", action="store_true",
                    help="skip the held-out table of the start and the trained model")  # fmt: skip
     p.add_argument("--raw-log", action="store_true",
