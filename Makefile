@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.grit-lite-installed
 
-.PHONY: setup test lint course lab train notebooks clean
+.PHONY: setup test lint course lab train check notebooks clean
 
 $(STAMP): pyproject.toml .ci/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,9 @@ notebooks: $(STAMP)  ## maintainers: re-execute the notebooks and save their out
 
 lab: $(STAMP)  ## open the course in JupyterLab
 	$(VENV)/bin/jupyter lab notebooks/
+
+check: $(STAMP)  ## preflight of the run make train would make: two short steps, speed, memory
+	$(PY) -m grit_lite.train --check $(ARGS)
 
 train: $(STAMP)  ## the GRPO-GR run: the best preset this machine can run (ARGS="--max-steps 5")
 	$(PY) -m grit_lite.train $(ARGS)

@@ -34,7 +34,7 @@ from typing import Any
 
 import torch
 
-from grit_lite import data, gpu, report, rewards, runs, tiny
+from grit_lite import data, gpu, preflight, report, rewards, runs, tiny
 from grit_lite.boxes import QWEN_MIN_PIXELS, resized_size_for
 from grit_lite.grpo import LOSS_TYPES
 from grit_lite.presets import (  # noqa: F401 -- the course reaches them as train.X
@@ -520,6 +520,9 @@ def parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--preset", default="auto", choices=["auto", *PRESETS])
+    p.add_argument("--check", action="store_true",
+                   help="preflight: two short steps, then the card, decoding path, speed, "
+                   "memory and projected run time; writes nothing under runs/")  # fmt: skip
     p.add_argument("--model", help="override the preset's model (hub id or local folder)")
     p.add_argument("--data", type=data_arg, metavar="synthetic|grit|FOLDER",
                    help="the triplets: synthetic, GRIT's own from the hub, or a local copy "
@@ -573,6 +576,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     for problem in (gpu.version_problem(), args.vllm and gpu.vllm_problem()):
         if problem:
             raise SystemExit(f"error: {problem}")  # before any weights are built
+    if args.check:  # two short steps here, nothing written under runs/
+        raise SystemExit(preflight.check(args.preset, train, _parameters))
     name = args.preset
     if name == "auto":
         name, why = auto_preset()
