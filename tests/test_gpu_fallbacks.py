@@ -196,3 +196,46 @@ def test_the_command_line_stops_on_an_old_library_before_anything_loads(monkeypa
     with pytest.raises(SystemExit, match=r'trl 0\.29\.1 \(needs >= 1\.0\).*"trl>=1\.0"'):
         train.main(["--preset", "tiny-cpu", "--output", str(tmp_path / "run")])
     assert not (tmp_path / "run").exists()
+
+
+# -- one compile for the run ---------------------------------------------------------------------
+
+
+class _Frames:
+    """A callback that reads dynamo's count of compiled frames after every step."""
+
+    def __init__(self) -> None:
+        from transformers import TrainerCallback
+
+        self.after: list[int] = []
+        after = self.after
+
+        class Count(TrainerCallback):
+            def on_step_end(self, args, state, control, **kwargs):
+                after.append(torch._dynamo.utils.counters["frames"]["ok"])
+
+        self.callback = Count()
+
+
+@pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
+def test_sampling_compiles_once_for_the_run(monkeypatch, tmp_path, lora):
+    """Compilation forced on the CPU (transformers compiles on GPUs only), fast sampling on,
+    four TRL steps: every frame is compiled in step 1, nothing new after it. Without
+    :func:`grit_lite.gpu.own_adapter_lists`, the LoRA layout compiled again at step 2."""
+    from transformers import CompileConfig
+
+    everywhere = CompileConfig(mode="default", fullgraph=False)
+    everywhere._compile_all_devices = True
+    forced = gpu.compile_decoding
+    monkeypatch.setattr(gpu, "compile_decoding", lambda trainer: forced(trainer, everywhere))
+    model, processor = _small()
+    preset = _preset(fast_sampling=True, max_steps=4, save_steps=100, lora=lora, lora_rank=4,
+                     lora_alpha=8, max_completion_length=8)  # fmt: skip
+    frames = _Frames()
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    train.train(preset, tmp_path, model=model, processor=processor, n_rollouts=0,
+                callbacks=[frames.callback], progress=False)  # fmt: skip
+    rows = report.read_metrics(tmp_path / "metrics.jsonl")
+    assert [r["sampling/compiled"] for r in rows] == [1.0] * 4  # no fallback either
+    assert frames.after[0] > 0 and frames.after == [frames.after[0]] * 4, frames.after
