@@ -83,16 +83,18 @@ def check(
     name: str,
     run: Callable[..., Any],
     parameters: Callable[[Preset], int | None],
+    adjust: Callable[[Preset], Preset] = lambda preset: preset,
     say: Any = print,
 ) -> int:
     """Two short steps of the run ``name`` (or ``"auto"``) would make here; 0 when it will
     work, else 1 after a line saying why. ``run`` is :func:`grit_lite.train.train` and
-    ``parameters`` its model-size helper (passed in, so this module sits below ``train``)."""
+    ``parameters`` its model-size helper (passed in, so this module sits below ``train``);
+    ``adjust`` applies the command line's overrides (``--model random-3b``, say)."""
     if problem := gpu.version_problem():
         say(f"check failed: {problem}")
         return 1
     name, why = presets.auto_preset() if name == "auto" else (name, "asked for")
-    preset = presets.PRESETS[name]
+    preset = adjust(presets.PRESETS[name])
     card = torch.cuda.get_device_properties(0).name if torch.cuda.is_available() else "CPU"
     say(f"card: {card}; preset {name} ({why})")
     try:

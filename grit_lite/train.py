@@ -577,7 +577,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         if problem:
             raise SystemExit(f"error: {problem}")  # before any weights are built
     if args.check:  # two short steps here, nothing written under runs/
-        raise SystemExit(preflight.check(args.preset, train, _parameters))
+        overrides = lambda preset: with_overrides(preset, args)  # noqa: E731
+        raise SystemExit(preflight.check(args.preset, train, _parameters, overrides))
     name = args.preset
     if name == "auto":
         name, why = auto_preset()
