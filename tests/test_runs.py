@@ -323,8 +323,8 @@ def test_accelerate_launch_runs_two_cpu_processes(tmp_path):
 def test_a_short_cli_run_reads_well_and_keeps_two_checkpoints(tmp_path):
     """No FutureWarning, no printed log dicts, a start/end table, at most two checkpoints."""
     command = [sys.executable, "-m", "grit_lite.train", "--preset", "tiny-cpu", "--max-steps",
-               "3", "--save-steps", "1", "--rollouts", "0", "--output",
-               str(tmp_path / "run")]  # fmt: skip
+               "3", "--save-steps", "1", "--rollouts", "0", "--num-generations", "2",
+               "--output", str(tmp_path / "run")]  # fmt: skip  (G 2: what is read, faster)
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     printed = done.stdout + done.stderr
