@@ -86,15 +86,25 @@ def clear_earlier_run(folder: Path) -> None:
             path.unlink(missing_ok=True)
 
 
-def _complete_safetensors(path: Path) -> bool:
-    """A safetensors file as long as its header says: a cut-off write is shorter."""
+def _safetensors_header(path: Path) -> tuple[int, dict[str, Any]] | None:
+    """(header size, header) of a safetensors file: its tensors' shapes and byte offsets."""
     try:
         with path.open("rb") as f:
             (size,) = struct.unpack("<Q", f.read(8))
             header = json.loads(f.read(size))
     except (OSError, struct.error, ValueError):
+        return None
+    header.pop("__metadata__", None)
+    return size, header
+
+
+def _complete_safetensors(path: Path) -> bool:
+    """A safetensors file as long as its header says: a cut-off write is shorter."""
+    read = _safetensors_header(path)
+    if read is None:
         return False
-    ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"]
+    size, header = read
+    ends = [v["data_offsets"][1] for v in header.values()]
     return path.stat().st_size == 8 + size + max(ends, default=0)
 
 
@@ -178,20 +188,14 @@ QWEN_3B_LORA_64 = 119_734_272  # LoRA r=64 on every language-model projection
 
 def parameters_in(folder: Path) -> int | None:
     """The number of weights in a local model folder's safetensors files, from their headers."""
+    import math
+
     total = 0
     for path in folder.glob("*.safetensors"):
-        try:
-            with path.open("rb") as f:
-                (size,) = struct.unpack("<Q", f.read(8))
-                header = json.loads(f.read(size))
-        except (OSError, struct.error, ValueError):
+        read = _safetensors_header(path)
+        if read is None:
             return None
-        for name, tensor in header.items():
-            if name != "__metadata__":
-                count = 1
-                for n in tensor["shape"]:
-                    count *= n
-                total += count
+        total += sum(math.prod(tensor["shape"]) for tensor in read[1].values())
     return total or None
 
 
