@@ -26,8 +26,6 @@ from grit_lite.presets import Preset
 CHECK_STEPS = 2
 CHECK_TOKENS = 64  # completion length of the two steps; the projection scales to the preset's
 MEMORY_MARGIN = 0.95  # a peak above 95 % of the card leaves nothing for a longer completion
-
-
 TRIPLETS = 20  # GRIT's training set: an epoch is 20 prompts
 
 

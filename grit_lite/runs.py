@@ -243,11 +243,12 @@ def check_disk(
     """
     import dataclasses
 
-    need = sum(run_footprint(preset, parameters).values())
+    footprint = run_footprint(preset, parameters)
+    need = sum(footprint.values())
     free_gb = (_free_bytes(Path(output)) if free is None else free) / 1e9
     if need <= free_gb:
         return need
-    parts = ", ".join(f"{k} {v:.1f}" for k, v in run_footprint(preset, parameters).items() if v)
+    parts = ", ".join(f"{k} {v:.1f}" for k, v in footprint.items() if v)
     options = {
         "--keep-checkpoints 1": {"keep_checkpoints": 1},
         "--weights-only-checkpoints": {"weights_only_checkpoints": True},

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import shlex
@@ -267,7 +268,7 @@ def training_data(
 # ---------------------------------------------------------------------------------------------
 
 
-def tune_for_speed(trainer: Any, preset: Preset, say: Any = print) -> None:
+def tune_for_speed(trainer: Any, preset: Preset) -> None:
     """The GPU fixes of :mod:`grit_lite.gpu` that ``preset`` asks for, on a built trainer."""
     gpu.stop_hook_leak(trainer.model)
     if preset.lora:
@@ -275,7 +276,7 @@ def tune_for_speed(trainer: Any, preset: Preset, say: Any = print) -> None:
     if trainer.args.cache_implementation == "static":
         gpu.keep_one_static_cache(trainer.model)
         gpu.compile_decoding(trainer)
-        gpu.eager_fallback(trainer, say)
+        gpu.eager_fallback(trainer)
     sharded = trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled  # they keep masters
     low_precision = next(trainer.model.parameters()).dtype != torch.float32
     if not preset.lora and low_precision and not sharded:
@@ -573,12 +574,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = cli.parse_args(argv)
     if args.vllm_url and args.vllm != "server":
         cli.error("--vllm-url needs --vllm server")
+    if args.check:  # two short steps here, nothing under runs/; it checks versions itself
+        overrides = functools.partial(with_overrides, args=args)
+        raise SystemExit(preflight.check(args.preset, train, _parameters, overrides))
     for problem in (gpu.version_problem(), args.vllm and gpu.vllm_problem()):
         if problem:
             raise SystemExit(f"error: {problem}")  # before any weights are built
-    if args.check:  # two short steps here, nothing written under runs/
-        overrides = lambda preset: with_overrides(preset, args)  # noqa: E731
-        raise SystemExit(preflight.check(args.preset, train, _parameters, overrides))
     name = args.preset
     if name == "auto":
         name, why = auto_preset()
