@@ -25,7 +25,9 @@ import functools
 import json
 import math
 import os
+import random
 import socket
+import urllib.request
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,11 +74,28 @@ FIELDS = ("question", "answer", "image", "width", "height", "bboxs", "dataset", 
 
 # The official training files and the image folder each one's "image" names refer to.
 GRIT_TRAIN_FILES = {"tallyqa_train_10.jsonl": "tallyqa", "vsr_cot_train_10.jsonl": "vsr"}
+# Two of the evaluation files of the Qwen launch script (its --eval_data_path), same layout.
+GRIT_EVAL_FILES = {"vsr_val.jsonl": "vsr", "tallyqa_val.jsonl": "tallyqa"}
 GRIT_DATA_REPO = "yfan1997/GRIT_data"
+HELDOUT_PER_FILE = 50  # a fixed seeded sample of each evaluation file
+# Where the photos themselves are published, when the hub copy holds only the JSON lines:
+# COCO 2017 for VSR, Visual Genome for TallyQA. ``{image}`` is the record's "image" field,
+# ``{name}`` its file name; the first address that answers wins.
+IMAGE_SOURCES = {
+    "vsr": ("http://images.cocodataset.org/train2017/{name}",
+            "http://images.cocodataset.org/val2017/{name}"),
+    "tallyqa": ("https://cs.stanford.edu/people/rak248/{image}",
+                "https://cs.stanford.edu/people/rak248/VG_100K/{name}",
+                "https://cs.stanford.edu/people/rak248/VG_100K_2/{name}"),
+}  # fmt: skip
 
 
 class DataError(ValueError):
     """A data file or download problem, with the place it happened and what to do about it."""
+
+
+class Unreachable(DataError):
+    """The hub cannot be reached at all (offline, or ``HF_HUB_OFFLINE`` set)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -228,6 +247,17 @@ _ALTERNATIVES = (
 )
 
 
+def _require_images(records: Sequence[Record], what: str) -> None:
+    """One :class:`DataError` counting the records whose image is missing or unreadable."""
+    problems = [p for r in records if (p := _check_image(r.image_path, r.width, r.height))]
+    if problems:
+        raise DataError(
+            f"{len(problems)} of the {len(records)} images of {what} are missing or unreadable "
+            f"(first: {problems[0]}). GRIT's data README says where each dataset's photos come "
+            "from (COCO 2017 for VSR, Visual Genome for TallyQA); put them there."
+        )
+
+
 def load_grit_train(folder: str | Path, check_images: bool = True) -> list[Record]:
     """The official 20 training triplets from a local copy of GRIT's data folder.
 
@@ -240,7 +270,34 @@ def load_grit_train(folder: str | Path, check_images: bool = True) -> list[Recor
         raise DataError(f"{folder}: missing {', '.join(missing)}. {_ALTERNATIVES}")
     records: list[Record] = []
     for name, images in GRIT_TRAIN_FILES.items():
-        records += load_jsonl(folder / name, folder / images, check_images)
+        records += load_jsonl(folder / name, folder / images, check_images=False)
+    if check_images:
+        _require_images(records, f"GRIT's training triplets in {folder}")
+    return records
+
+
+def _heldout_records(folder: Path, per_file: int, seed: int) -> list[Record]:
+    """A seeded sample of ``per_file`` records of each evaluation file, images unchecked."""
+    records: list[Record] = []
+    for name, images in GRIT_EVAL_FILES.items():
+        found = load_jsonl(folder / name, folder / images, check_images=False,
+                           defaults={"bboxs": [], "split": "val"})  # fmt: skip
+        chosen = sorted(random.Random(seed).sample(range(len(found)), min(per_file, len(found))))
+        records += [found[i] for i in chosen]
+    return records
+
+
+def load_grit_heldout(
+    folder: str | Path, per_file: int = HELDOUT_PER_FILE, seed: int = EVAL_SEED
+) -> list[Record]:
+    """A fixed sample of GRIT's own VSR and TallyQA evaluation questions, with their images.
+
+    ``per_file`` records of ``vsr_val.jsonl`` (images in ``vsr/``) and of
+    ``tallyqa_val.jsonl`` (images in ``tallyqa/``), drawn with ``seed``: the same questions
+    on every machine, none of them among the 20 training triplets (other files).
+    """
+    records = _heldout_records(Path(folder), per_file, seed)
+    _require_images(records, f"the held-out sample in {folder}")
     return records
 
 
@@ -268,47 +325,113 @@ def _probe(endpoint: str, timeout: float) -> str | None:
     return None
 
 
+def _snapshot(
+    dest: Path, patterns: list[str], repo_id: str, endpoint: str | None, timeout: float
+) -> None:
+    """Download the files of ``repo_id`` matching ``patterns`` into ``dest``, failing fast.
+
+    Offline (``HF_HUB_OFFLINE`` set, or the endpoint silent for ``timeout`` seconds) it raises
+    :class:`Unreachable` instead of hanging on retries; a hub error is a :class:`DataError`.
+    """
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}:
+        raise Unreachable(f"Cannot download {repo_id}: HF_HUB_OFFLINE is set. {_ALTERNATIVES}")
+    endpoint = endpoint or os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+    if problem := _probe(endpoint, timeout):
+        raise Unreachable(f"Cannot download {repo_id} from the hub: {problem}. {_ALTERNATIVES}")
+    from huggingface_hub import snapshot_download
+
+    try:
+        snapshot_download(repo_id, repo_type="dataset", local_dir=dest, endpoint=endpoint,
+                          etag_timeout=timeout, allow_patterns=patterns)  # fmt: skip
+    except Exception as error:  # the hub raises HTTP, connection and not-found errors
+        raise DataError(f"Cannot download {repo_id} from the hub: {type(error).__name__}: "
+                        f"{error}. {_ALTERNATIVES}") from None  # fmt: skip
+
+
+def _fetch_one(record: Record, sources: dict[str, Sequence[str]], timeout: float) -> bool:
+    """Download ``record``'s image from the first of its dataset's sources that serves it
+    at the record's size; True when the file is now there."""
+    path = record.image_path
+    if path is None:
+        return False
+    for template in sources.get(record.dataset, ()):
+        url = template.format(image=record.image, name=Path(record.image).name)
+        part = path.with_name(path.name + ".part")
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response:
+                body = response.read()
+        except (OSError, ValueError):  # not found there, refused, timed out, a bad address
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        part.write_bytes(body)
+        if _check_image(part, record.width, record.height) is None:
+            part.replace(path)
+            return True
+        part.unlink()  # another picture under the same name: try the next source
+    return False
+
+
+def fetch_images(
+    records: Sequence[Record],
+    sources: dict[str, Sequence[str]] = IMAGE_SOURCES,
+    timeout: float = 20.0,
+) -> int:
+    """Download the images that ``records`` name and that are not on disk yet, from the
+    datasets' own publishers (:data:`IMAGE_SOURCES`); returns how many are still missing."""
+    wanted = [r for r in records if _check_image(r.image_path, r.width, r.height) is not None]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        got = list(pool.map(lambda r: _fetch_one(r, sources, timeout), wanted))
+    return got.count(False)
+
+
 def fetch_grit_data(
     dest: str | Path,
     repo_id: str = GRIT_DATA_REPO,
     endpoint: str | None = None,
     timeout: float = 5.0,
+    sources: dict[str, Sequence[str]] = IMAGE_SOURCES,
 ) -> Path:
-    """Download GRIT's released data folder from the Hugging Face hub into ``dest``.
+    """Download GRIT's 20 training triplets into ``dest``, ready for :func:`load_grit_train`.
 
     ``repo_id`` defaults to ``yfan1997/GRIT_data``, the dataset repository GRIT's README
     pointed to when this course was written: check the README of the official GRIT code for
-    its current location. The hub copy may hold only the JSON-lines files; the images come
-    from COCO (VSR) and Visual Genome (TallyQA) and go into ``dest/vsr`` and ``dest/tallyqa``
-    (:func:`load_grit_train` names any that are missing). Offline (``HF_HUB_OFFLINE`` set,
-    or the endpoint unreachable within ``timeout`` seconds) it fails fast with a
-    :class:`DataError` naming the alternatives instead of hanging on retries.
-    Only the two training files and their image folders are fetched, not the whole
-    repository (which may hold evaluation data of many gigabytes).
-    Returns ``dest``, ready for :func:`load_grit_train`.
+    its current location. Only the two training files and their image folders are fetched
+    (``allow_patterns``), not the repository's evaluation data of many gigabytes. The hub copy
+    may hold only the JSON-lines files: images it lacks come from ``sources`` (COCO for VSR,
+    Visual Genome for TallyQA) into ``dest/vsr`` and ``dest/tallyqa``. Offline it raises
+    :class:`Unreachable` within ``timeout`` seconds instead of hanging on retries.
     """
     dest = Path(dest)
-    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}:
-        raise DataError(f"Cannot download {repo_id}: HF_HUB_OFFLINE is set. {_ALTERNATIVES}")
-    endpoint = endpoint or os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
-    problem = _probe(endpoint, timeout)
-    if problem is None:
-        from huggingface_hub import snapshot_download
-
-        try:
-            snapshot_download(
-                repo_id,
-                repo_type="dataset",
-                local_dir=dest,
-                endpoint=endpoint,
-                etag_timeout=timeout,
-                allow_patterns=[*GRIT_TRAIN_FILES, *(f"{d}/*" for d in GRIT_TRAIN_FILES.values())],
-            )
-        except Exception as error:  # the hub raises HTTP, connection and not-found errors
-            problem = f"{type(error).__name__}: {error}"
-    if problem is not None:
-        raise DataError(f"Cannot download {repo_id} from the hub: {problem}. {_ALTERNATIVES}")
+    patterns = [*GRIT_TRAIN_FILES, *(f"{d}/*" for d in GRIT_TRAIN_FILES.values())]
+    _snapshot(dest, patterns, repo_id, endpoint, timeout)
+    fetch_images(load_grit_train(dest, check_images=False), sources)
     return dest
+
+
+def fetch_grit_heldout(
+    dest: str | Path,
+    per_file: int = HELDOUT_PER_FILE,
+    seed: int = EVAL_SEED,
+    repo_id: str = GRIT_DATA_REPO,
+    endpoint: str | None = None,
+    timeout: float = 5.0,
+    sources: dict[str, Sequence[str]] = IMAGE_SOURCES,
+) -> list[Record]:
+    """:func:`load_grit_heldout` from ``dest``, downloading what it lacks first: the two
+    evaluation files, then only the sample's images (from the hub if it holds them, else
+    from ``sources``). Offline it raises :class:`Unreachable` within ``timeout`` seconds."""
+    dest = Path(dest)
+    try:
+        return load_grit_heldout(dest, per_file, seed)
+    except DataError:
+        pass
+    if not all((dest / name).is_file() for name in GRIT_EVAL_FILES):
+        _snapshot(dest, list(GRIT_EVAL_FILES), repo_id, endpoint, timeout)
+    records = _heldout_records(dest, per_file, seed)
+    images = [str(r.image_path.relative_to(dest)) for r in records if r.image_path is not None]
+    _snapshot(dest, images, repo_id, endpoint, timeout)  # nothing, if the hub has no images
+    fetch_images(records, sources)
+    return load_grit_heldout(dest, per_file, seed)
 
 
 # ---------------------------------------------------------------------------------------------

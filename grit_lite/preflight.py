@@ -77,29 +77,57 @@ def _peak_memory() -> tuple[float, float | None]:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, None  # KiB on Linux
 
 
+@dataclasses.dataclass
+class Verdict:
+    """What the preflight found: whether the run will work, and its projected times."""
+
+    ok: bool
+    step_s: float = math.nan  # one full step, every completion at the preset's limit
+    run_s: float = math.nan
+
+    @property
+    def code(self) -> int:
+        """The command line's exit status: 0 when the run will work."""
+        return 0 if self.ok else 1
+
+
 def check(
     name: str,
     run: Callable[..., Any],
     parameters: Callable[[Preset], int | None],
     adjust: Callable[[Preset], Preset] = lambda preset: preset,
     say: Any = print,
-) -> int:
-    """Two short steps of the run ``name`` (or ``"auto"``) would make here; 0 when it will
-    work, else 1 after a line saying why. ``run`` is :func:`grit_lite.train.train` and
-    ``parameters`` its model-size helper (passed in, so this module sits below ``train``);
-    ``adjust`` applies the command line's overrides (``--model random-3b``, say)."""
+) -> Verdict:
+    """Two short steps of the run ``name`` (or ``"auto"``) would make here, and the verdict.
+    ``run`` is :func:`grit_lite.train.train` and ``parameters`` its model-size helper (passed
+    in, so this module sits below ``train``); ``adjust`` applies the command line's overrides
+    (``--model random-3b``, say)."""
     if problem := gpu.version_problem():
         say(f"check failed: {problem}")
-        return 1
+        return Verdict(False)
     name, why = presets.auto_preset() if name == "auto" else (name, "asked for")
-    preset = adjust(presets.PRESETS[name])
+    return check_preset(adjust(presets.PRESETS[name]), f"{name} ({why})", run, parameters,
+                        Path("runs") / name, say=say)  # fmt: skip
+
+
+def check_preset(
+    preset: Preset,
+    label: str,
+    run: Callable[..., Any],
+    parameters: Callable[[Preset], int | None],
+    output: Path,
+    say: Any = print,
+    **run_kwargs: Any,
+) -> Verdict:
+    """:func:`check` for a preset in hand; ``output`` is where the real run will write (its
+    disk is checked) and ``run_kwargs`` go to ``run`` (a model already loaded, say)."""
     card = torch.cuda.get_device_properties(0).name if torch.cuda.is_available() else "CPU"
-    say(f"card: {card}; preset {name} ({why})")
+    say(f"card: {card}; preset {label}")
     try:
-        need = runs.check_disk(preset, Path("runs") / name, parameters(preset))
+        need = runs.check_disk(preset, output, parameters(preset))
     except (runs.RunFolderError, presets.TrainError) as error:
         say(f"check failed: {error}")
-        return 1
+        return Verdict(False)
     short = dataclasses.replace(
         preset, max_steps=CHECK_STEPS, save_steps=10**6, keep_checkpoints=1,
         max_completion_length=min(preset.max_completion_length, CHECK_TOKENS),
@@ -108,18 +136,18 @@ def check(
         torch.cuda.reset_peak_memory_stats()
     with tempfile.TemporaryDirectory(prefix="grit-lite-check-") as folder:
         try:
-            run(short, folder, n_rollouts=0, progress=False, heldout=False)
+            run(short, folder, n_rollouts=0, progress=False, heldout=False, **run_kwargs)
         except (presets.TrainError, runs.RunFolderError) as error:
             say(f"check failed: {error}")
-            return 1
+            return Verdict(False)
         except torch.OutOfMemoryError:
-            say(f"check failed: out of GPU memory in {CHECK_STEPS} short steps of {name}; "
+            say(f"check failed: out of GPU memory in {CHECK_STEPS} short steps; "
                 "try --preset qwen2.5-vl-3b-lora or qwen2.5-vl-3b-colab")  # fmt: skip
-            return 1
+            return Verdict(False)
         rows = report.read_metrics(Path(folder) / "metrics.jsonl")
     if len(rows) < CHECK_STEPS or not all(math.isfinite(r.get("loss", math.nan)) for r in rows):
         say(f"check failed: {len(rows)} of {CHECK_STEPS} steps logged, or a loss not finite")
-        return 1
+        return Verdict(False)
     used = [r.get("sampling/compiled") for r in rows]
     path = "eager" if None in used else "compiled" if all(used) else "eager after a fallback"
     timing = project(rows, preset)
@@ -130,9 +158,10 @@ def check(
     say(f"projected, every completion at {preset.max_completion_length} tokens (the worst case):"
         f" {_duration(timing['step_s'])} a step, {_duration(timing['run_s'])} for "
         f"{run_steps(preset)} steps")  # fmt: skip
+    verdict = Verdict(True, timing["step_s"], timing["run_s"])
     if total and peak > MEMORY_MARGIN * total:
         say(f"check failed: the short steps peaked at {peak:.1f} of {total:.1f} GiB; longer "
             "completions will not fit. Use a smaller preset.")  # fmt: skip
-        return 1
+        return dataclasses.replace(verdict, ok=False)
     say("check passed")
-    return 0
+    return verdict

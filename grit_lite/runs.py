@@ -8,7 +8,8 @@ step), ``preset.json`` and the pictures. Three promises keep it trustworthy:
   (:func:`check_folder` runs first, :func:`clear_earlier_run` only after loading);
 * ``--resume`` starts from the newest *complete* checkpoint (:func:`resume_point`) and cuts
   the log back to it, so every step is logged exactly once (:func:`cut_log`);
-* Ctrl-C stops at the end of the current step with a checkpoint (:func:`stop_on_interrupt`).
+* Ctrl-C, or the end of a time budget (``--max-minutes``), stops at the end of the current
+  step with a checkpoint (:func:`stop_on_interrupt`, :func:`stop_callback`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import shutil
 import signal
 import struct
 import threading
+import time
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -42,6 +44,16 @@ class Stopped(Exception):
     def __init__(self, step: int, checkpoint: Path) -> None:
         super().__init__(f"stopped after step {step}; the run is saved in {checkpoint}")
         self.step, self.checkpoint = step, checkpoint
+
+
+class OutOfTime(Stopped):
+    """The run's time budget ran out: it stopped after a step, with a checkpoint; the
+    trained-so-far model is in ``trainer`` (the run's pictures and tables are written)."""
+
+    def __init__(self, step: int, checkpoint: Path, minutes: float, trainer: Any) -> None:
+        Exception.__init__(self, f"{minutes:g} minutes are up after step {step}; the run "
+                                 f"is saved in {checkpoint}")  # fmt: skip
+        self.step, self.checkpoint, self.minutes, self.trainer = step, checkpoint, minutes, trainer
 
 
 def checkpoints(folder: Path) -> list[Path]:
@@ -333,12 +345,30 @@ def _anyone(flag: threading.Event) -> bool:
     return bool(seen.item())
 
 
-def stop_callback(flag: threading.Event) -> Any:
-    """A TrainerCallback that ends training, with a checkpoint, once ``flag`` is set."""
+_clock = time.monotonic  # a module attribute, so tests can make minutes pass in a step
+
+
+def stop_callback(flag: threading.Event, max_minutes: float | None = None) -> Any:
+    """A TrainerCallback that ends training, with a checkpoint, once ``flag`` is set; with
+    ``max_minutes`` it sets ``flag`` itself at the first step end past that many minutes of
+    training (counted from the start of ``train``, so a resume gets a budget of its own)."""
     from transformers import TrainerCallback
 
     class StopAtStepEnd(TrainerCallback):
+        def __init__(self) -> None:
+            self.start = 0.0
+            self.timed_out = threading.Event()  # the budget, not Ctrl-C, ended the run
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self.start = _clock()
+
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if max_minutes is not None:
+                if _clock() - self.start >= 60 * max_minutes:
+                    self.timed_out.set()
+                if _anyone(self.timed_out):  # every process stops after the same step
+                    self.timed_out.set()
+                    flag.set()
             if _anyone(flag):
                 flag.set()
                 control.should_save = True

@@ -230,37 +230,47 @@ def knows_only_shapes(model: str) -> bool:
     return isinstance(text, dict) and text.get("vocab_size", 10**6) <= 1024
 
 
+SYNTHETIC = "the 20 synthetic triplets"
+GRIT = "GRIT's 20 triplets (VSR and TallyQA)"
+
+
 def training_data(
     choice: str | None = None,
     model: str = "tiny",
     cache: Path = GRIT_DATA_CACHE,
     say: Any = print,
-) -> list[tuple[data.Record, Any]]:
-    """The triplets a run trains on: ``synthetic``, ``grit``, a folder, or None for the default.
+    fallback: bool = False,
+) -> tuple[list[tuple[data.Record, Any]], str]:
+    """The triplets a run trains on, and a line naming them and why.
 
-    The default follows the model. The tiny model only knows the synthetic shapes, so it gets
-    the 20 synthetic triplets; a real VLM gets GRIT's own 20 (VSR and TallyQA images, the
-    paper's setting) when they can be fetched, and otherwise the synthetic ones with one line
-    saying why, so an offline GPU run still starts. An explicit ``grit`` that cannot be
-    fetched is an error: the user asked for the paper's data, not a stand-in.
+    ``choice`` is ``synthetic``, ``grit``, a folder, or None for the model's default: the tiny
+    model only knows the synthetic shapes, so it gets the synthetic triplets; a real VLM gets
+    GRIT's own 20 (VSR and TallyQA photos, the paper's setting). When they cannot be had, the
+    run does not quietly train on something else: with no network (the hub unreachable) the
+    default falls back to the synthetic triplets and says so; anything else (``grit`` asked
+    for, a hub copy without its images) is an error naming what is missing, unless
+    ``fallback`` asks for the synthetic triplets instead. The line goes to ``say`` only on a
+    fallback; the caller keeps it for the run's ``preset.json`` and tables.
     """
     if choice is None and knows_only_shapes(model):
-        choice = "synthetic"
+        return data.train_split(), f"{SYNTHETIC} (the tiny model knows only shapes)"
     if choice == "synthetic":
-        return data.train_split()
-    if choice in ("grit", None):
-        try:
-            records = _grit_triplets(cache)
-        except data.DataError as error:
-            if choice == "grit":
-                raise
-            reason = str(error).split(". ")[0]
-            say(f"training on the 20 synthetic triplets: GRIT's own could not be fetched "
-                f"({reason}); --data FOLDER uses a local copy")  # fmt: skip
-            return data.train_split()
-    else:
+        return data.train_split(), f"{SYNTHETIC} (asked for)"
+    if choice not in ("grit", None):
         records = data.load_grit_train(choice)
-    return [(r, data.open_image(r.image_path)) for r in records]
+        return [(r, data.open_image(r.image_path)) for r in records], f"{GRIT} from {choice}"
+    try:
+        records = _grit_triplets(cache)
+    except data.DataError as error:
+        offline = isinstance(error, data.Unreachable) and choice is None
+        if not (offline or fallback):
+            hint = "To train on the synthetic triplets instead, pass --data synthetic."
+            raise data.DataError(f"{error} {hint}") from None
+        reason = str(error).split(". ")[0]
+        source = f"{SYNTHETIC}, NOT GRIT's: {reason}"
+        say(f"training on {source}; --data FOLDER uses a local copy")
+        return data.train_split(), source
+    return [(r, data.open_image(r.image_path)) for r in records], f"{GRIT} from {cache}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -365,6 +375,8 @@ def train(
     overwrite: bool = False,
     raw_log: bool = False,
     heldout: bool = False,
+    max_minutes: float | None = None,
+    data_source: str | None = None,
 ) -> Any:
     """Run GRPO-GR with ``preset``; returns the trainer. Writes the run folder ``output``.
 
@@ -373,7 +385,10 @@ def train(
     the current step with a checkpoint and raises :class:`grit_lite.runs.Stopped`.
     ``progress`` draws one bar (``raw_log``: the Trainer's bar and log dicts instead);
     ``heldout`` scores the start and the trained model on held-out scenes at the end.
-    ``items`` (already loaded triplets) replaces ``data_choice`` (see :func:`training_data`).
+    ``items`` (already loaded triplets, described by ``data_source``) replaces ``data_choice``
+    (see :func:`training_data`); ``preset.json`` keeps which triplets the run trained on.
+    With ``max_minutes`` the run stops after the first step past that many minutes, with a
+    checkpoint, its pictures and its tables, and raises :class:`grit_lite.runs.OutOfTime`.
     """
     from transformers.utils import logging as hf_logging
     from trl import GRPOTrainer
@@ -386,7 +401,8 @@ def train(
         torch.set_num_threads(min(2, os.cpu_count() or 1))
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if items is None:
-        items = training_data(data_choice, preset.model, say=lambda line: print(line, flush=True))
+        say = functools.partial(print, flush=True)
+        items, data_source = training_data(data_choice, preset.model, say=say)
     model, processor = load_model(preset, model, processor)
     # Loaded: from here on the run folder may change.
     main = int(os.environ.get("RANK", "0")) == 0  # accelerate launch: one process per device
@@ -401,7 +417,8 @@ def train(
         runs.clear_earlier_run(output)
     if main:
         output.mkdir(parents=True, exist_ok=True)
-        (output / "preset.json").write_text(json.dumps(dataclasses.asdict(preset), indent=1))
+        record = {**dataclasses.asdict(preset), "data": data_source or "given by the caller"}
+        (output / "preset.json").write_text(json.dumps(record, indent=1))
     if preset.beta and not preset.lora and not model.config._name_or_path:
         save_reference(model, output / "reference", preset.bf16)
     quiet_libraries()
@@ -409,13 +426,14 @@ def train(
     if not raw_log:
         hf_logging.disable_progress_bar()  # "Loading weights" / "Writing model shards" bars
     stop = threading.Event()
+    stopper = runs.stop_callback(stop, max_minutes)
     trainer = GRPOTrainer(
         model=model,
         reward_funcs=reward_functions(preset.rewards, processor),
         args=grpo_config(preset, output, world_size, raw_log),
         train_dataset=data.to_dataset(items),
         processing_class=processor,
-        callbacks=[report.metrics_callback(output / "metrics.jsonl"), runs.stop_callback(stop),
+        callbacks=[report.metrics_callback(output / "metrics.jsonl"), stopper,
                    *([runs.weights_only_callback(not preset.weights_only_checkpoints)]
                      if preset.weights_only_checkpoints or (preset.device == "cuda"
                                                             and not preset.lora) else []),
@@ -442,9 +460,12 @@ def train(
         if main and (output / "metrics.jsonl").is_file():
             report.plot_rewards(report.read_metrics(output / "metrics.jsonl"),
                                 output / "rewards.png")  # fmt: skip
-        if stop.is_set():
-            raise runs.Stopped(trainer.state.global_step, runs.checkpoints(output)[-1])
-        trainer.save_model(str(output / "final"))
+        step = trainer.state.global_step
+        out_of_time = stopper.timed_out.is_set() and step < trainer.state.max_steps
+        if stop.is_set() and not stopper.timed_out.is_set():
+            raise runs.Stopped(step, runs.checkpoints(output)[-1])
+        if not out_of_time:  # the whole run (a budget that ends at the last step included)
+            trainer.save_model(str(output / "final"))
     finally:
         if bars_were_on:
             hf_logging.enable_progress_bar()
@@ -454,6 +475,8 @@ def train(
     if before is not None:
         after = report.heldout_summary(trainer.model, processor, held, tokens)
         report.write_heldout(output, before, after, len(held))
+    if out_of_time:  # the model so far is drawn and scored above; the run can go on
+        raise runs.OutOfTime(step, runs.checkpoints(output)[-1], max_minutes or 0.0, trainer)
     return trainer
 
 
@@ -533,6 +556,9 @@ def parser() -> argparse.ArgumentParser:
     length = p.add_mutually_exclusive_group()
     length.add_argument("--max-steps", type=positive_int, help="optimisation steps")
     length.add_argument("--epochs", type=positive, help="train by epochs instead of steps")
+    p.add_argument("--max-minutes", type=positive, metavar="M",
+                   help="stop after the first step past M minutes of training, with a "
+                   "checkpoint to --resume from")  # fmt: skip
     p.add_argument("--save-steps", type=positive_int, help="checkpoint every N steps")
     p.add_argument("--lr", type=positive, help="learning rate")
     p.add_argument("--lora", action="store_true", help="LoRA instead of full fine-tuning")
@@ -576,7 +602,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         cli.error("--vllm-url needs --vllm server")
     if args.check:  # two short steps here, nothing under runs/; it checks versions itself
         overrides = functools.partial(with_overrides, args=args)
-        raise SystemExit(preflight.check(args.preset, train, _parameters, overrides))
+        raise SystemExit(preflight.check(args.preset, train, _parameters, overrides).code)
     for problem in (gpu.version_problem(), args.vllm and gpu.vllm_problem()):
         if problem:
             raise SystemExit(f"error: {problem}")  # before any weights are built
@@ -587,12 +613,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     preset = with_overrides(PRESETS[name], args)
     output = args.output or f"runs/{name}"
     again = resume_command(argv, name, output)
+    budget = ""
     try:
         train(preset, output, resume=args.resume, data_choice=args.data,
               n_rollouts=args.rollouts, overwrite=args.overwrite, raw_log=args.raw_log,
-              heldout=not args.no_heldout)  # fmt: skip
+              heldout=not args.no_heldout, max_minutes=args.max_minutes)  # fmt: skip
     except (TrainError, data.DataError, runs.RunFolderError) as error:
         raise SystemExit(f"error: {error}") from None
+    except runs.OutOfTime as stopped:  # asked for: not a failure
+        budget = f"\n{stopped}\ncontinue with: {again}"
     except runs.Stopped as stopped:
         print(f"{stopped}\ncontinue with: {again}", file=sys.stderr)
         raise SystemExit(130) from None
@@ -607,6 +636,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         print("\n" + (folder / "heldout.txt").read_text(encoding="utf-8"), end="")
     pictures = [folder / n for n in ("rewards.png", "rollouts_start.png", "rollouts_end.png")]
     print("\n".join(["", f"run folder: {folder}", *(f"  {p}" for p in pictures if p.is_file())]))
+    if budget:
+        print(budget)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,18 @@
 """Notebook 06's GPU section: the real GRPO-GR run, one function per notebook cell.
 
-    w = walkthrough.plan()        # the preset for this card, the model, GRIT's 20 triplets
+    folder = walkthrough.run_folder(use_drive=False)  # True: on Google Drive, survives a disconnect
+    w = walkthrough.plan(minutes=25, output=folder)   # preset, model, triplets, held-out questions
     walkthrough.show_triplets(w)  # a few triplets with their annotated boxes
-    walkthrough.load(w)           # Qwen2.5-VL-3B-Instruct, scored on held-out scenes before RL
-    walkthrough.run(w)            # a short GRPO-GR run with live reward curves
+    walkthrough.load(w)           # Qwen2.5-VL-3B-Instruct, scored on held-out questions before RL
+    walkthrough.budget(w)         # the preflight: how many steps the minutes buy on this card
+    walkthrough.run(w)            # GRPO-GR until the minutes are up, reward curves drawn live
     walkthrough.compare(w)        # answers before and after, drawn with their boxes; the table
+
+The held-out questions are a fixed sample of GRIT's own evaluation files (50 of VSR, 50 of
+TallyQA, photos the run never sees); the triplets are GRIT's 20. Whatever stands in for
+either is named in the plan, in ``preset.json`` and above the final table. Running the
+section again continues the run in the folder from its newest checkpoint (after a
+disconnect, with the folder on Drive) instead of starting over.
 
 Without a CUDA GPU, or when the model cannot be fetched, :func:`plan` prints one line saying
 what it skipped and how to run it, and returns None; every later function then does nothing
@@ -16,6 +24,8 @@ with random weights in place of the download (to check that the cells run, not t
 from __future__ import annotations
 
 import dataclasses
+import gc
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,14 +33,13 @@ from typing import Any
 
 import torch
 
-from grit_lite import data, evaluate, gpu, presets, report, scoring, train
+from grit_lite import data, evaluate, gpu, preflight, presets, report, runs, scoring, train
 
 MODEL_ENV = "GRIT_LITE_GPU_MODEL"  # a hub id, a folder, or random-3b
-STEPS_ENV = "GRIT_LITE_GPU_STEPS"
-# About 30 minutes on a T4: an estimate, not a measurement. The floor computed in section 4 is
-# ~15 s a step for the colab preset and a measured eager step ran far above its floor, so
-# 60 s a step is assumed; change it with ``plan(steps=...)`` or GRIT_LITE_GPU_STEPS.
-T4_STEPS = 30
+MINUTES_ENV = "GRIT_LITE_GPU_MINUTES"
+T4_MINUTES = 25.0  # of training; loading and the two scorings come on top
+CHECKPOINT_MINUTES = 5.0  # a disconnect loses at most about this much training
+DRIVE = Path("/content/drive")  # where Colab mounts Google Drive
 SKIPPED = (
     "GPU section skipped: {why}. To run it, open this notebook in Colab (Runtime > Change "
     "runtime type > T4 GPU) or on a machine with a CUDA GPU, and run it again."
@@ -42,9 +51,15 @@ class Walkthrough:
     """What the cells share: the run's plan, its data, and the results as they come."""
 
     preset: presets.Preset
+    name: str  # the preset's name, or "given" for one passed in
     output: Path
+    minutes: float
     items: list[tuple[data.Record, Any]]
+    data_source: str  # which triplets, and why: in preset.json and above the final table
     heldout: list[tuple[data.Record, Any]]
+    heldout_source: str
+    resume: bool = False  # the output folder holds a checkpoint to continue from
+    steps: int = 0  # set by budget(); 0: the run cannot start
     model: Any = None
     processor: Any = None
     trainer: Any = None
@@ -52,25 +67,81 @@ class Walkthrough:
     summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
-def _gpu_preset(model: str, steps: int) -> presets.Preset:
-    """The preset :func:`grit_lite.presets.preset_for_card` picks for this GPU, shortened."""
+def run_folder(use_drive: bool, name: str = "walkthrough", mount: Any = None,
+               root: Path = DRIVE) -> Path:  # fmt: skip
+    """``runs/<name>``, or with ``use_drive`` a folder on Google Drive, which outlives the
+    Colab runtime (idle disconnects, the 12-hour cap, a pre-empted free GPU). ``mount`` is
+    ``google.colab.drive.mount`` unless given (tests give a stand-in)."""
+    if not use_drive:
+        return Path("runs") / name
+    if mount is None:
+        try:
+            from google.colab import drive
+        except ImportError:
+            print(f"Google Drive is mounted from Colab only: the run stays in runs/{name}")
+            return Path("runs") / name
+        mount = drive.mount
+    mount(str(root))
+    folder = root / "MyDrive" / "grit-lite" / name
+    folder.mkdir(parents=True, exist_ok=True)
+    print(f"run folder on Google Drive: {folder}")
+    return folder
+
+
+def _gpu_preset(model: str) -> tuple[str, presets.Preset]:
+    """The preset :func:`grit_lite.presets.preset_for_card` picks for this GPU, and its name."""
     name, why = presets.card_preset(0)
     print(f"preset {name} on {torch.cuda.get_device_properties(0).name}: {why}")
-    return dataclasses.replace(presets.PRESETS[name], model=model, max_steps=steps)
+    return name, dataclasses.replace(presets.PRESETS[name], model=model)
+
+
+def _heldout(
+    model: str, folder: Path | None, cache: Path, n_synthetic: int
+) -> tuple[list[tuple[data.Record, Any]], str]:
+    """GRIT's held-out VSR and TallyQA questions (from ``folder``, else fetched into
+    ``cache``), or synthetic scenes, named, for the tiny model or when they cannot be had."""
+    synthetic = f"{n_synthetic} synthetic held-out scenes"
+    if folder is None and train.knows_only_shapes(model):
+        return data.eval_split(n_synthetic), f"{synthetic} (the tiny model knows only shapes)"
+    try:
+        if folder is not None:
+            records = data.load_grit_heldout(folder)
+        else:
+            records = data.fetch_grit_heldout(cache)
+    except data.DataError as error:
+        if folder is not None:
+            raise
+        reason = str(error).split(". ")[0]
+        print(f"held-out: GRIT's evaluation questions could not be had ({reason}); "
+              f"scoring on {synthetic} instead")  # fmt: skip
+        return data.eval_split(n_synthetic), f"{synthetic}, NOT GRIT's questions: {reason}"
+    counts = {name: sum(r.dataset == name for r in records) for name in ("vsr", "tallyqa")}
+    where = folder or cache
+    source = f"{counts['vsr']} VSR + {counts['tallyqa']} TallyQA questions of GRIT's " \
+             f"evaluation files in {where}"  # fmt: skip
+    return [(r, data.open_image(r.image_path)) for r in records], source
 
 
 def plan(
-    steps: int | None = None,
+    minutes: float | None = None,
     output: str | Path = "runs/walkthrough",
     model: str | None = None,
-    heldout: int = 16,
     preset: presets.Preset | None = None,
+    heldout_folder: str | Path | None = None,
+    fallback: bool = False,
+    fresh: bool = False,
+    cache: Path = train.GRIT_DATA_CACHE,
+    n_synthetic: int = 16,
 ) -> Walkthrough | None:
     """The run this machine can make, or None (after one line) when it cannot make one.
 
-    ``preset`` replaces the choice by card; tests pass the tiny CPU preset with it, so the
-    cells are checked on a laptop with the tiny model standing in for the 3B.
+    ``minutes`` of training (default 25: a T4 session with room to load and score).
+    ``fallback`` lets the run train on the synthetic triplets when GRIT's cannot be had;
+    ``fresh`` starts over instead of continuing the run in ``output``. ``preset`` replaces
+    the choice by card and ``heldout_folder`` the download: tests pass the tiny CPU preset
+    and a local copy of the evaluation files, so the cells are checked on a laptop.
     """
+    name = "given"
     if preset is None:
         if not torch.cuda.is_available():
             print(SKIPPED.format(why="no CUDA GPU here"))
@@ -78,16 +149,30 @@ def plan(
         if problem := gpu.version_problem():
             print(SKIPPED.format(why=problem))
             return None
-        model = model or os.environ.get(MODEL_ENV) or presets.QWEN_3B
-        steps = steps or int(os.environ.get(STEPS_ENV) or T4_STEPS)
-        preset = _gpu_preset(model, steps)
+        name, preset = _gpu_preset(model or os.environ.get(MODEL_ENV) or presets.QWEN_3B)
+    minutes = float(minutes or os.environ.get(MINUTES_ENV) or T4_MINUTES)
     try:
         presets.resolve_model(preset.model)  # fails in seconds when offline
     except presets.TrainError as error:
         print(SKIPPED.format(why=f"the model cannot be loaded ({error})"))
         return None
-    items = train.training_data(None, preset.model)
-    return Walkthrough(preset, Path(output), items, data.eval_split(heldout))
+    try:
+        items, source = train.training_data(None, preset.model, cache=cache, fallback=fallback,
+                                            say=lambda line: None)  # fmt: skip
+    except data.DataError as error:
+        print(f"GPU section stopped: {error} Or run plan(fallback=True) to train on the "
+              "synthetic triplets, named as such.")  # fmt: skip
+        return None
+    folder = Path(heldout_folder) if heldout_folder is not None else None
+    heldout, heldout_source = _heldout(preset.model, folder, cache, n_synthetic)
+    output = Path(output)
+    resume = not fresh and output.is_dir() and bool(runs.checkpoints(output))
+    print(f"training on: {source}")
+    print(f"scoring on: {heldout_source}")
+    again = "continuing the run there from its newest checkpoint" if resume else "a new run"
+    print(f"budget: {minutes:g} min of training; run folder {output} ({again})")
+    return Walkthrough(preset, name, output, minutes, items, source, heldout, heldout_source,
+                       resume)  # fmt: skip
 
 
 def _show(fig: Any) -> None:
@@ -111,14 +196,14 @@ def show_triplets(w: Walkthrough | None, n: int = 4) -> None:
     fig, axes = plt.subplots(1, len(shown), figsize=(2.6 * len(shown), 3.0), squeeze=False)
     for ax, (record, image) in zip(axes[0], shown, strict=True):
         ax.imshow(draw_boxes(image.convert("RGB"), record.bboxs, width=2))
-        ax.set_title(f"{record.question[:40]}\nanswer: {record.answer}", fontsize=8)
+        ax.set_title(f"{record.question[:40]}\nanswer: {record.answer}", fontsize=9)
         ax.axis("off")
     fig.tight_layout()
     _show(fig)
 
 
 def _score(w: Walkthrough, stage: str, model: Any) -> dict[str, Any]:
-    """Greedy answers on the held-out scenes, scored as notebook 07 scores them."""
+    """Greedy answers on the held-out questions, scored as notebook 07 scores them."""
     tokens = min(w.preset.max_completion_length, 256)
     with report.eval_mode(model):
         rows = scoring.evaluate_model(model, w.processor, w.heldout, tokens, progress=False)
@@ -128,7 +213,7 @@ def _score(w: Walkthrough, stage: str, model: Any) -> dict[str, Any]:
 
 
 def load(w: Walkthrough | None) -> Any:
-    """The start model, and its scores on the held-out scenes before any RL (a table)."""
+    """The start model, and its scores on the held-out questions before any RL (a table)."""
     if w is None:
         return None
     # LoRA adapters start at zero: with them on, the model still answers as it was trained.
@@ -137,6 +222,52 @@ def load(w: Walkthrough | None) -> Any:
         w.model.to("cuda")
     _score(w, "before", w.model)
     return evaluate.compare({"before": w.summaries["before"]})
+
+
+def _saved_length(output: Path) -> tuple[int, int] | None:
+    """(max_steps, save_steps) of the run in ``output``, from its ``preset.json``."""
+    try:
+        saved = json.loads((output / "preset.json").read_text(encoding="utf-8"))
+        return int(saved["max_steps"]), int(saved["save_steps"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def budget(w: Walkthrough | None) -> int:
+    """How many steps the minutes buy here, from the preflight's two short steps; 0 when the
+    preflight says the run will not work. A run being continued keeps its own length."""
+    if w is None:
+        return 0
+    if w.resume and (saved := _saved_length(w.output)):
+        steps, save_steps = saved
+        done = runs.checkpoint_step(runs.checkpoints(w.output)[-1])
+        w.preset = dataclasses.replace(w.preset, max_steps=steps, save_steps=save_steps)
+        print(f"continuing at step {done} of {steps}, for {w.minutes:g} min more at most")
+        w.steps = steps
+        return steps
+    # The preflight trains the loaded model for two steps at learning rate 0: it measures the
+    # run without moving a weight (an update of lr x anything is 0; weight decay too).
+    name = w.model.config._name_or_path  # a saved reference would point into its temp folder
+    verdict = preflight.check_preset(
+        dataclasses.replace(w.preset, learning_rate=0.0), w.name, train.train,
+        lambda preset: train._parameters(preset, w.model), w.output, model=w.model,
+        processor=w.processor, items=w.items, data_source=w.data_source,
+    )  # fmt: skip
+    w.model.config._name_or_path = name
+    gc.collect()  # the preflight's trainer and optimizer
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    if not verdict.ok:
+        print("the run is not started: the preflight above says why")
+        return 0
+    steps = max(1, int(60 * w.minutes // verdict.step_s))
+    save_steps = max(1, min(steps, round(60 * CHECKPOINT_MINUTES / verdict.step_s)))
+    w.preset = dataclasses.replace(w.preset, max_steps=steps, save_steps=save_steps)
+    print(f"{w.minutes:g} min buy {steps} steps here, at the projected {verdict.step_s:.1f} s a "
+          f"step (GRIT's run: 2000); the learning rate's cosine spans them; a checkpoint every "
+          f"{save_steps} steps")  # fmt: skip
+    w.steps = steps
+    return steps
 
 
 def live_curves() -> Any:
@@ -165,20 +296,34 @@ def live_curves() -> Any:
 
 
 def run(w: Walkthrough | None) -> Any:
-    """A short GRPO-GR run on the triplets, reward curves drawn live; the run folder."""
-    if w is None:
+    """GRPO-GR on the triplets until the steps are done or the minutes are up, reward curves
+    drawn live, a checkpoint every few minutes; the run folder."""
+    if w is None or not w.steps:
         return None
-    w.trainer = train.train(w.preset, w.output, model=w.model, processor=w.processor,
-                            items=w.items, n_rollouts=0, callbacks=[live_curves()],
-                            overwrite=True)  # fmt: skip
+    try:
+        w.trainer = train.train(
+            w.preset, w.output, resume=w.resume, overwrite=not w.resume, model=w.model,
+            processor=w.processor, items=w.items, data_source=w.data_source, n_rollouts=0,
+            callbacks=[live_curves()], max_minutes=w.minutes,
+        )  # fmt: skip
+    except runs.OutOfTime as stopped:
+        w.trainer = stopped.trainer
+        print(f"{stopped}. Run this section again to continue from there.")
     return w.output
 
 
+# The paper's own figures for Qwen2.5-VL-3B (its Table 1: answers judged by GPT-4o).
+PAPER: dict[str, dict[str, float]] = {}
+
+
 def compare(w: Walkthrough | None, shown: int = 4) -> Any:
-    """The held-out answers before and after, drawn with their boxes, and notebook 07's table."""
+    """The held-out answers before and after, drawn with their boxes, and notebook 07's table
+    under a heading that names the data the run trained and was scored on."""
     if w is None or w.trainer is None:
         return None
     _score(w, "after", w.trainer.model)
     indices = list(range(min(shown, len(w.heldout))))
     _show(evaluate.gallery(w.rows, w.heldout, indices))
+    print(f"{w.trainer.state.global_step} steps on {w.data_source}")
+    print(f"scored on {w.heldout_source}; accuracy by the course's rule judge")
     return evaluate.compare(w.summaries)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
+import shutil
 import time
 from collections import Counter
 from pathlib import Path
@@ -148,6 +150,26 @@ def test_fetch_fails_fast_when_the_hub_is_unreachable(
     assert not (tmp_path / "grit").exists()
 
 
+def _hub_without_images(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
+    """A stand-in hub that holds the fixture's JSON-lines files and no image (GRIT's hub
+    copy, as its README describes it); returns the patterns each call asked for."""
+    asked: dict[str, list[str]] = {"patterns": []}
+
+    def snapshot(dest, patterns, repo_id, endpoint, timeout):
+        asked["patterns"].append(sorted(patterns))
+        dest.mkdir(parents=True, exist_ok=True)
+        for name in [*data.GRIT_TRAIN_FILES, *data.GRIT_EVAL_FILES]:
+            if name in patterns:
+                shutil.copy(FIXTURE / name, dest / name)
+
+    monkeypatch.setattr(data, "_snapshot", snapshot)
+    return asked
+
+
+# The datasets' publishers, stood in for by the fixture's folders (urllib reads file:// URLs).
+SOURCES = {name: (f"file://{FIXTURE / name}/{{image}}",) for name in ("vsr", "tallyqa")}
+
+
 def test_fetch_downloads_only_the_training_files(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -156,12 +178,79 @@ def test_fetch_downloads_only_the_training_files(
     asked = {}
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr(data, "_probe", lambda endpoint, timeout: None)
-    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda repo, **kw: asked.update(kw))
-    assert data.fetch_grit_data(tmp_path) == tmp_path
+
+    def snapshot(repo, **kw):
+        asked.update(kw)
+        for name in data.GRIT_TRAIN_FILES:
+            shutil.copy(FIXTURE / name, tmp_path / name)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot)
+    assert data.fetch_grit_data(tmp_path, sources=SOURCES) == tmp_path
     assert sorted(asked["allow_patterns"]) == sorted(
         ["tallyqa_train_10.jsonl", "vsr_cot_train_10.jsonl", "tallyqa/*", "vsr/*"]
     )
     assert asked["repo_type"] == "dataset" and asked["local_dir"] == tmp_path
+    assert data.load_grit_train(tmp_path) == data.load_grit_train(FIXTURE)
+
+
+def test_a_hub_copy_without_images_gets_them_from_their_publishers_or_says_what_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _hub_without_images(monkeypatch)
+    data.fetch_grit_data(tmp_path / "ok", sources=SOURCES)
+    for r in data.load_grit_train(tmp_path / "ok"):  # every image, byte for byte
+        assert r.image_path.read_bytes() == (FIXTURE / r.dataset / r.image).read_bytes()
+    nowhere = {name: ("file:///no/such/folder/{image}",) for name in SOURCES}
+    data.fetch_grit_data(tmp_path / "lost", sources=nowhere)
+    with pytest.raises(data.DataError, match=r"4 of the 4 images of GRIT's training triplets"):
+        data.load_grit_train(tmp_path / "lost")
+
+
+def test_a_wrong_picture_under_the_right_name_is_not_kept(tmp_path: Path) -> None:
+    record = data.load_grit_train(FIXTURE)[0]
+    other = data.load_grit_train(FIXTURE)[1]  # another size
+    moved = dataclasses.replace(record, image_path=tmp_path / "x.jpg")
+    wrong = {record.dataset: (f"file://{other.image_path}", f"file://{record.image_path}")}
+    assert data.fetch_images([moved], wrong) == 0  # the first source's picture is refused
+    assert moved.image_path.read_bytes() == record.image_path.read_bytes()
+    assert list(tmp_path.iterdir()) == [moved.image_path]  # no .part file left
+
+
+def test_the_heldout_sample_is_fixed_and_drawn_from_each_file() -> None:
+    first = data.load_grit_heldout(FIXTURE, per_file=2, seed=7)
+    assert first == data.load_grit_heldout(FIXTURE, per_file=2, seed=7)
+    assert [r.dataset for r in first] == ["vsr", "vsr", "tallyqa", "tallyqa"]
+    everything = data.load_grit_heldout(FIXTURE)  # 50 a file: all 3 + 3 here
+    assert len(everything) == 6 and all(r in everything for r in first)
+    assert {r.question for r in everything}.isdisjoint(
+        {r.question for r in data.load_grit_train(FIXTURE)}
+    )
+    without_boxes = [r for r in everything if r.question == "How many people are there?"]
+    assert without_boxes[0].bboxs == []  # the file gives none: IoU skips it
+    nested = [r for r in everything if "/" in r.image][0]
+    assert nested.image_path == FIXTURE / "tallyqa" / "VG_100K_2" / "2390171.jpg"
+
+
+def test_heldout_fetch_takes_only_the_sample_and_then_reads_the_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked = _hub_without_images(monkeypatch)
+    records = data.fetch_grit_heldout(tmp_path, per_file=2, sources=SOURCES)
+    assert [r.question for r in records] == [
+        r.question for r in data.load_grit_heldout(FIXTURE, per_file=2)
+    ]
+    images = sorted(f"{r.dataset}/{r.image}" for r in records)
+    assert asked["patterns"] == [sorted(data.GRIT_EVAL_FILES), images]  # files, then 4 images
+    monkeypatch.setattr(data, "_snapshot", lambda *a: pytest.fail("fetched again"))
+    assert data.fetch_grit_heldout(tmp_path, per_file=2) == records
+
+
+def test_heldout_fetch_offline_fails_fast_as_unreachable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(data.Unreachable, match="HF_HUB_OFFLINE"):
+        data.fetch_grit_heldout(tmp_path)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -53,6 +53,6 @@ def test_check_fails_with_the_reason_when_the_disk_is_too_small(monkeypatch, tmp
     monkeypatch.setattr(runs, "_free_bytes", lambda folder: 10**6)
     monkeypatch.setattr(train, "load_model", lambda *a, **k: pytest.fail("weights were loaded"))
     monkeypatch.chdir(tmp_path)
-    assert preflight.check("tiny-cpu", train.train, train._parameters) == 1
+    assert preflight.check("tiny-cpu", train.train, train._parameters).code == 1
     last = capsys.readouterr().out.splitlines()[-1]
     assert last.startswith("check failed: this run would keep about ")

@@ -199,6 +199,66 @@ def test_the_cli_prints_the_resume_command_and_no_traceback(monkeypatch, tmp_pat
     assert exit_.value.code == 130 and "no checkpoint was written" in capsys.readouterr().err
 
 
+# -- a time budget: stop on time, with a checkpoint; resume to the same steps --------------------
+
+
+def _budget_run(output, minutes=None, resume=False, overwrite=False):
+    model, processor = train.tiny.load_tiny(train.tiny.SHIPPED)
+    preset = dataclasses.replace(
+        train.PRESETS["tiny-cpu"], max_steps=4, save_steps=100, num_generations=2,
+        completions_per_step=4, max_completion_length=8, learning_rate=1e-3,
+    )  # fmt: skip
+    return train.train(preset, output, model=model, processor=processor, n_rollouts=0,
+                       progress=False, max_minutes=minutes, resume=resume,
+                       overwrite=overwrite)  # fmt: skip
+
+
+def test_max_minutes_stops_after_the_first_step_past_the_budget_and_resumes(
+    monkeypatch, tmp_path
+):
+    import torch
+
+    ticks = iter(range(0, 10**6, 60))  # every reading of the clock is a minute later
+    monkeypatch.setattr(runs, "_clock", lambda: float(next(ticks)))
+    with pytest.raises(runs.OutOfTime) as stopped:
+        _budget_run(tmp_path / "budget", minutes=1.5)  # start 0, step 1 at 1 min, step 2 at 2
+    assert stopped.value.step == 2 and stopped.value.checkpoint.name == "checkpoint-2"
+    assert runs.incomplete(stopped.value.checkpoint) is None
+    assert stopped.value.trainer.state.global_step == 2
+    assert not (tmp_path / "budget" / "final").exists()  # the run is not over
+    resumed = _budget_run(tmp_path / "budget", resume=True)
+    straight = _budget_run(tmp_path / "straight")
+    assert resumed.state.global_step == straight.state.global_step == 4
+    rows = train.read_metrics(tmp_path / "budget" / "metrics.jsonl")
+    assert [row["step"] for row in rows] == [1, 2, 3, 4]
+    for a, b in zip(resumed.model.state_dict().values(), straight.model.state_dict().values(),
+                    strict=True):  # fmt: skip
+        assert torch.allclose(a, b, atol=1e-6)  # the same steps, whether stopped or not
+
+
+def test_a_budget_that_ends_at_the_last_step_finishes_the_run(monkeypatch, tmp_path):
+    ticks = iter(range(0, 10**6, 60))
+    monkeypatch.setattr(runs, "_clock", lambda: float(next(ticks)))
+    trainer = _budget_run(tmp_path, minutes=3.5)  # past the budget only after step 4 (the last)
+    assert trainer.state.global_step == 4 and (tmp_path / "final").is_dir()
+
+
+def test_the_cli_says_how_to_go_on_after_the_budget(monkeypatch, tmp_path, capsys):
+    seen = {}
+
+    def out_of_time(preset, output, **kw):
+        seen.update(kw)
+        raise runs.OutOfTime(12, Path(output) / "checkpoint-12", kw["max_minutes"], None)
+
+    monkeypatch.setattr(train, "train", out_of_time)
+    train.main(["--preset", "tiny-cpu", "--output", str(tmp_path), "--max-minutes", "25"])
+    assert seen["max_minutes"] == 25.0
+    out = capsys.readouterr().out
+    assert "25 minutes are up after step 12" in out and "checkpoint-12" in out
+    command = out.split("continue with: ")[1].strip()
+    assert command.endswith("--max-minutes 25 --resume")
+
+
 # -- every value checked when parsed -------------------------------------------------------------
 
 
@@ -209,7 +269,7 @@ def test_the_cli_prints_the_resume_command_and_no_traceback(monkeypatch, tmp_pat
      ["--beta", "-0.1"], ["--temperature", "0"], ["--warmup", "-1"], ["--save-steps", "0"],
      ["--rollouts", "-1"], ["--epochs", "0"], ["--seed", "-1"], ["--data", "no-such-folder"],
      ["--max-steps", "5", "--epochs", "2"], ["--resume", "--overwrite"],
-     ["--vllm-url", "http://x:8000"]],
+     ["--vllm-url", "http://x:8000"], ["--max-minutes", "0"], ["--max-minutes", "-5"]],
 )  # fmt: skip
 def test_bad_values_are_refused_when_parsed(monkeypatch, capsys, bad):
     monkeypatch.setattr(train, "train", lambda *a, **k: pytest.fail("train ran"))
