@@ -89,23 +89,30 @@ def sampled_think_rewards(group_size: int, groups: int = 3, seed: int = 0) -> tu
     return tuple(rewards.think_rethink_format_reward(texts))
 
 
-def _dead_groups() -> tuple[float, float, int]:
-    small = zero_std_fraction(sampled_think_rewards(2), 2)
-    large = zero_std_fraction(sampled_think_rewards(16), 16)
-    return small, large, 16 if large < small else 2
+GROUP_SIZES = (2, 4, 16)  # 4 is GRIT's G, 16 the tiny preset's
 
 
-def check_dead_groups(fn: Callable[[], tuple[float, float, int]]) -> None:
-    """``fn()`` -> (dead fraction at G 2, dead fraction at G 16, the G with fewer dead groups)."""
+def _dead_groups() -> tuple[dict[int, float], int]:
+    dead = {g: zero_std_fraction(sampled_think_rewards(g), g) for g in GROUP_SIZES}
+    return dead, min(GROUP_SIZES, key=lambda g: (dead[g], -g))  # a tie goes to the larger G
+
+
+def check_dead_groups(fn: Callable[[], tuple[dict[int, float], int]]) -> None:
+    """``fn()`` -> ({G: dead-group fraction} for G = 2, 4, 16; the G with the fewest dead
+    groups), then the fractions measured, so the answer is seen and not only judged."""
     check_cases(
         "dead_groups",
         fn,
         [()],
         _dead_groups,
         hint=(
-            "A group teaches nothing when all its rewards are equal; measure it for both G "
+            "A group teaches nothing when all its rewards are equal; measure it for every G "
             "before you answer.",
-            "zero_std_fraction(sampled_think_rewards(G), G) for G = 2 and for G = 16; the "
-            "third value is the G whose fraction is smaller.",
+            "{g: zero_std_fraction(sampled_think_rewards(g), g) for g in (2, 4, 16)}; the "
+            "second value is the G whose fraction is smallest.",
         ),
     )
+    dead, _ = _dead_groups()
+    groups = len(sampled_think_rewards(GROUP_SIZES[0])) // GROUP_SIZES[0]
+    shares = ", ".join(f"G = {g}: {dead[g]:.0%}" for g in GROUP_SIZES)
+    print(f"dead groups among {groups} sampled groups of each size: {shares}")
