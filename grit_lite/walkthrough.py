@@ -260,10 +260,11 @@ def budget(w: Walkthrough | None) -> int:
     if not verdict.ok:
         print("the run is not started: the preflight above says why")
         return 0
-    steps = max(1, int(60 * w.minutes // verdict.step_s))
-    save_steps = max(1, min(steps, round(60 * CHECKPOINT_MINUTES / verdict.step_s)))
+    step_s = max(verdict.step_s, 1e-3)
+    steps = max(1, int(60 * w.minutes // step_s))
+    save_steps = max(1, min(steps, round(60 * CHECKPOINT_MINUTES / step_s)))
     w.preset = dataclasses.replace(w.preset, max_steps=steps, save_steps=save_steps)
-    print(f"{w.minutes:g} min buy {steps} steps here, at the projected {verdict.step_s:.1f} s a "
+    print(f"{w.minutes:g} min buy {steps} steps here, at the projected {step_s:.1f} s a "
           f"step (GRIT's run: 2000); the learning rate's cosine spans them; a checkpoint every "
           f"{save_steps} steps")  # fmt: skip
     w.steps = steps

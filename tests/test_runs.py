@@ -213,9 +213,7 @@ def _budget_run(output, minutes=None, resume=False, overwrite=False):
                        overwrite=overwrite)  # fmt: skip
 
 
-def test_max_minutes_stops_after_the_first_step_past_the_budget_and_resumes(
-    monkeypatch, tmp_path
-):
+def test_max_minutes_stops_after_the_first_step_past_the_budget_and_resumes(monkeypatch, tmp_path):
     import torch
 
     ticks = iter(range(0, 10**6, 60))  # every reading of the clock is a minute later

@@ -237,9 +237,7 @@ def test_a_gpu_model_offline_falls_back_and_names_it(monkeypatch, tmp_path):
         train.training_data("grit", presets.QWEN_3B, cache=tmp_path / "cache")
 
 
-def test_a_hub_copy_without_images_is_an_error_unless_the_fallback_is_asked(
-    monkeypatch, tmp_path
-):
+def test_a_hub_copy_without_images_is_an_error_unless_the_fallback_is_asked(monkeypatch, tmp_path):
     def fetch(dest):  # the JSON lines arrive, no image does
         dest.mkdir(parents=True)
         for name in data.GRIT_TRAIN_FILES:
