@@ -78,6 +78,8 @@ GRIT_TRAIN_FILES = {"tallyqa_train_10.jsonl": "tallyqa", "vsr_cot_train_10.jsonl
 GRIT_EVAL_FILES = {"vsr_val.jsonl": "vsr", "tallyqa_val.jsonl": "tallyqa"}
 GRIT_DATA_REPO = "yfan1997/GRIT_data"
 HELDOUT_PER_FILE = 50  # a fixed seeded sample of each evaluation file
+# Where GRIT's files are downloaded to and read from, the training triplets and the held-out sample
+GRIT_DATA_CACHE = Path.home() / ".cache" / "grit-lite" / "grit_data"
 # Where the photos themselves are published, when the hub copy holds only the JSON lines:
 # COCO 2017 for VSR, Visual Genome for TallyQA. ``{image}`` is the record's "image" field,
 # ``{name}`` its file name; the first address that answers wins.

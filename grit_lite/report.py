@@ -251,30 +251,30 @@ def eval_mode(model: Any) -> Iterator[None]:
 
 
 def heldout_table(before: dict[str, Any], after: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Notebook 06's learning bars for the start and the trained model."""
-    return scoring.learning_bars(before, after, before["plain_accuracy"])
+    """Notebook 06's learning targets for the start and the trained model."""
+    return scoring.learning_targets(before, after, before["plain_accuracy"])
 
 
-def format_table(bars: dict[str, dict[str, Any]], n: int) -> str:
-    """The bars as a small text table for the console and ``heldout.txt``."""
+def format_table(targets: dict[str, dict[str, Any]], n: int) -> str:
+    """The targets as a small text table for the console and ``heldout.txt``."""
 
     def cell(value: Any) -> str:
         return "-" if value is None else f"{value:.3f}"
 
-    width = max(map(len, bars))
-    lines = [f"held-out scenes: {n}, greedy", f"{'':{width}}  {'start':>6}  {'end':>6}  bar"]
-    for name, row in bars.items():
+    width = max(map(len, targets))
+    lines = [f"held-out scenes: {n}, greedy", f"{'':{width}}  {'start':>6}  {'end':>6}  target"]
+    for name, row in targets.items():
         lines.append(f"{name:{width}}  {cell(row['before']):>6}  {cell(row['after']):>6}  "
-                     f"{row['bar']}")  # fmt: skip
+                     f"{row['target']}")  # fmt: skip
     return "\n".join(lines)
 
 
 def write_heldout(output: Path, before: dict[str, Any], after: dict[str, Any], n: int) -> str:
     """Print the start-vs-end table and keep it in the run folder (``heldout.txt`` to read,
     ``heldout.json`` with every summary number). Returns the table."""
-    bars = heldout_table(before, after)
-    table = format_table(bars, n)
+    targets = heldout_table(before, after)
+    table = format_table(targets, n)
     (output / "heldout.txt").write_text(table + "\n", encoding="utf-8")
-    record = {"n": n, "start": before, "end": after, "bars": bars}
+    record = {"n": n, "start": before, "end": after, "targets": targets}
     (output / "heldout.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
     return table

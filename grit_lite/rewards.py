@@ -15,9 +15,11 @@ completion. Our functions read what they need and ignore the rest; a missing col
 means "unknown" (empty answer, no dataset), never a crash. Outside a trainer you may also
 pass a single string for a column (``answer="7"``): it is used for every completion.
 
-The preset reproduces the official release *exactly*, quirks included, because those
-quirks are what the published model was trained on. Each quirk is explained where it
-happens; the ``clean_*`` variants at the end fix three of them. Every function is total:
+The preset reproduces the official release, quirks included, because those quirks are
+what the published model was trained on, with one exception: the repetition reward is a
+graded reading that stays in [0, 0.5], where the released one can go below 0
+(:func:`official_repetition_score` keeps it for comparison). Each quirk is explained where
+it happens; the ``clean_*`` variants at the end fix three of them. Every function is total:
 any text in, a finite value in [0, its max] out.
 """
 
@@ -41,6 +43,7 @@ BOX_PATTERN = re.compile(r"\b\d+,\s*\d+,\s*\d+,\s*\d+\b")
 # What BLEU and the think-content check keep: ASCII letters, digits and whitespace.
 _NOT_ALNUM = re.compile(r"[^A-Za-z0-9\s]")
 NGRAM = 8  # the repetition reward looks for an 8-gram repeated back to back
+PAD_ID = 151643  # Qwen2.5's <|endoftext|>: the released repetition reward cuts ids there
 
 RewardFunc = Callable[..., list[float]]
 
@@ -258,6 +261,31 @@ def repetition_score(text: str, token_ids: Sequence[Any] | None = None) -> float
     if token_ids is not None:
         fraction = max(fraction, repeated_ngram_fraction(list(token_ids)))
     return 0.5 * (1.0 - fraction)
+
+
+def official_repetition_score(text: str, token_ids: Sequence[Any] | None = None) -> float:
+    """The released repetition reward, kept to show why the course departs from it.
+
+    ``(t - (1 - w)) x 0.5``: ``w`` is one minus the fraction of word 8-grams followed at once
+    by themselves (over ``n_words - 8`` positions; 1 for up to 8 words), ``t`` the same on token
+    ids cut at the first pad id (over ``n_ids - 15`` positions, 1 below 16 ids). A loop
+    seen in both words and ids is paid for twice, so the value can go down to -0.5 and a
+    completion's sum below 0. Without ``token_ids`` (outside a trainer) ``t`` is 1.
+    """
+    words = text.split()
+    w = 1.0
+    if len(words) > NGRAM:
+        spots = range(len(words) - NGRAM)
+        repeats = sum(words[j : j + NGRAM] == words[j + NGRAM : j + 2 * NGRAM] for j in spots)
+        w = 1.0 - repeats / len(spots)
+    ids = [] if token_ids is None else list(token_ids)
+    ids = ids[: ids.index(PAD_ID)] if PAD_ID in ids else ids
+    t = 1.0
+    if len(ids) >= 2 * NGRAM:
+        spots = range(len(ids) - 2 * NGRAM + 1)
+        repeats = sum(ids[j : j + NGRAM] == ids[j + NGRAM : j + 2 * NGRAM] for j in spots)
+        t = 1.0 - repeats / len(spots)
+    return (t - (1.0 - w)) * 0.5
 
 
 def answer_accuracy_score(

@@ -195,10 +195,10 @@ def plain_accuracy(model: Any, processor: Any, items: Sequence[tuple[data.Record
     return sum(scores) / max(1, len(scores))
 
 
-def learning_bars(
+def learning_targets(
     before: dict[str, Any], after: dict[str, Any], base_plain_accuracy: float
 ) -> dict[str, dict[str, Any]]:
-    """The course's bars for a GRPO-GR run (notebook 06), from two :func:`summarize` results.
+    """The course's targets for a GRPO-GR run (notebook 06), from two :func:`summarize` results.
 
     Format compliance is all four think/rethink tags in order; "boxed" is the fraction of
     completions with at least one box inside ``<think>``; the IoU is over those completions
@@ -207,10 +207,10 @@ def learning_bars(
     rows = {
         "format: four tags in order": ("format/all_four_tags_in_order", ">= 0.90"),
         "completions with a think box": ("grounding/with_boxes", ">= 0.80"),
-        "IoU of those boxes": ("grounding/iou_when_boxed", ">= 0.40"),
+        "IoU of the boxed answers": ("grounding/iou_when_boxed", ">= 0.40"),
         "answer accuracy (GRIT prompt)": ("accuracy", f">= {base_plain_accuracy - 0.05:.2f}"),
     }
     return {
-        name: {"before": before.get(key), "after": after.get(key), "bar": bar}
-        for name, (key, bar) in rows.items()
-    } | {"base plain-QA accuracy": {"before": base_plain_accuracy, "after": None, "bar": ""}}
+        name: {"before": before.get(key), "after": after.get(key), "target": target}
+        for name, (key, target) in rows.items()
+    } | {"base plain-QA accuracy": {"before": base_plain_accuracy, "after": None, "target": ""}}

@@ -192,7 +192,7 @@ def reward_functions(name: str, processor: Any = None) -> list[Any]:
     raise TrainError(f"unknown reward set {name!r}: choose one of {', '.join(REWARD_SETS)}")
 
 
-GRIT_DATA_CACHE = Path.home() / ".cache" / "grit-lite" / "grit_data"
+GRIT_DATA_CACHE = data.GRIT_DATA_CACHE
 DATA_CHOICES = ("synthetic", "grit")
 
 

@@ -185,8 +185,12 @@ def test_gallery_has_a_row_per_checkpoint():
     rows, items = _rows_and_items()
     fig = evaluate.gallery({"base": rows, "trained": rows}, items, [0, 2])
     assert len(fig.axes) == 4
-    assert fig.axes[0].get_ylabel() == "base" and fig.axes[2].get_ylabel() == "trained"
-    assert "IoU 1.00" in fig.axes[0].get_title() and "no answer" in fig.axes[1].get_title()
+    captions = [ax.get_xlabel() for ax in fig.axes]
+    assert captions[0].startswith("base: ") and captions[2].startswith("trained: ")
+    assert "IoU 1.00" in captions[0] and "no answer" in captions[1]
+    assert fig.axes[0].get_title().startswith("Q0: ") and fig.axes[2].get_title() == ""
+    assert all(ax.xaxis.label.get_fontsize() >= 9 for ax in fig.axes)
+    assert fig.get_size_inches()[0] <= 7
 
 
 def test_llm_consistency_reads_the_judges_reply():
@@ -224,18 +228,36 @@ def test_cli_compares_two_checkpoints_and_writes_records(tmp_path, capsys):
     assert rows[0] == rows[1]  # the same weights, greedy decoding: the same records
 
 
+def test_grit_split_is_the_walkthroughs_sample_and_offline_one_error(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from grit_lite import data
+
+    fixture = Path(__file__).parent / "fixtures" / "grit_data"
+    items = evaluate.load_split("grit", n=4, grit_folder=fixture)
+    assert [r for r, _ in items] == data.load_grit_heldout(fixture, per_file=2)
+    assert [r.dataset for r, _ in items] == ["vsr", "vsr", "tallyqa", "tallyqa"]
+    assert all(image.size == (r.width, r.height) for r, image in items)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(data, "GRIT_DATA_CACHE", tmp_path / "empty")
+    with pytest.raises(SystemExit, match="^error: .*HF_HUB_OFFLINE"):
+        evaluate.main(["--model", "tiny", "--split", "grit", "-n", "4"])
+
+
 def test_cli_unknown_model_is_one_clear_error():
     with pytest.raises(SystemExit, match="unknown model 'nonsense'"):
         evaluate.main(["--model", "nonsense", "-n", "1"])
 
 
-def test_learning_bars_read_the_summaries():
+def test_learning_targets_read_the_summaries():
     rows = [evaluate.score_completion(GOOD, COUNT), evaluate.score_completion("<answer>3", COUNT)]
     before = evaluate.summarize([evaluate.score_completion("3", COUNT)])
     after = evaluate.summarize(rows)
-    bars = evaluate.learning_bars(before, after, base_plain_accuracy=0.6)
-    assert bars["format: four tags in order"] == {"before": 0.0, "after": 0.5, "bar": ">= 0.90"}
-    assert bars["completions with a think box"]["after"] == 0.5
-    assert bars["IoU of those boxes"] == {"before": None, "after": 1.0, "bar": ">= 0.40"}
-    assert bars["answer accuracy (GRIT prompt)"]["bar"] == ">= 0.55"
-    assert bars["base plain-QA accuracy"]["before"] == 0.6
+    targets = evaluate.learning_targets(before, after, base_plain_accuracy=0.6)
+    four_tags = {"before": 0.0, "after": 0.5, "target": ">= 0.90"}
+    assert targets["format: four tags in order"] == four_tags
+    assert targets["completions with a think box"]["after"] == 0.5
+    iou = {"before": None, "after": 1.0, "target": ">= 0.40"}
+    assert targets["IoU of the boxed answers"] == iou
+    assert targets["answer accuracy (GRIT prompt)"]["target"] == ">= 0.55"
+    assert targets["base plain-QA accuracy"]["before"] == 0.6

@@ -259,6 +259,19 @@ def test_repetition_on_token_ids() -> None:
     assert rw.repetition_reward([text, text], completion_ids=ids[:1]) == [0.5, 0.5]
 
 
+def test_official_repetition_pays_a_loop_twice_and_can_go_negative() -> None:
+    words = [f"w{i}" for i in range(12)]
+    assert rw.official_repetition_score(" ".join(words), list(range(30))) == 0.5
+    # 16 words, one 8-gram said twice: 1 repeat in 16 - 8 = 8 word positions, no ids
+    assert rw.official_repetition_score(" ".join(words[:8] * 2)) == pytest.approx(0.5 * 7 / 8)
+    # one word 100 times, one id 100 times: words 85 repeats of 92, ids 85 of 85
+    loop = rw.official_repetition_score("zebra " * 100, [7] * 100)
+    assert loop == pytest.approx((0.0 - 85 / 92) * 0.5)
+    assert loop < 0 < rw.repetition_score("zebra " * 100, [7] * 100)
+    # the ids are cut at the first pad id: 10 ids left, too few for two 8-grams
+    assert rw.official_repetition_score("a b", [*range(10), rw.PAD_ID, *[7] * 40]) == 0.5
+
+
 # --- answer accuracy ------------------------------------------------------------------------
 
 

@@ -107,6 +107,11 @@ def test_every_cell_runs_with_the_tiny_model_standing_in(monkeypatch, tmp_path, 
     heading = capsys.readouterr().out.splitlines()[1:]  # after the gallery
     assert heading[0] == "3 steps on the 20 synthetic triplets (the tiny model knows only shapes)"
     assert heading[1].startswith("scored on 3 VSR + 3 TallyQA questions of GRIT's")
+    paper = heading[2:]  # the paper's rows, beside the course's table, with what differs
+    assert paper[0].startswith("the paper's Table 1") and "GPT-4o" in "\n".join(paper)
+    rows = {line[:22].strip(): line[22:].split() for line in paper[2:5]}
+    assert list(rows) == list(walkthrough.PAPER_TABLE)
+    assert rows["after GRIT"] == ["72.9%", "0.325", "47.8%", "0.447"]
 
 
 def test_the_minutes_stop_the_run_and_the_next_run_continues_it(monkeypatch, tmp_path, capsys):

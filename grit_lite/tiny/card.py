@@ -48,7 +48,7 @@ phases, and what failed without them: `docs/experiment_log.md`.
 {stage2}
 ## Measured skills (held-out split, {n} items, `python -m grit_lite.tiny eval -n {n}`)
 
-| skill | measure | value | course bar |
+| skill | measure | value | course target |
 |---|---|---|---|
 | grounding | mean IoU, Hungarian-matched ("Locate every ...") | {grounding_iou:.3f} | >= 0.5 |
 | counting | exact answer | {counting_acc:.1%} | >= 60 % |
