@@ -1,8 +1,8 @@
 """Example GRIT completions and synthetic stand-in images to read them against.
 
-The zebra completion's text, boxes 1-2 and answer are the released GRIT-3B output quoted
-in docs/grit_reference.md; its boxes 3-7 (elided there; the worked reward values there
-imply seven boxes) and the cat and knife completions are written by us in the same style.
+The zebra completion is the output of GRIT's Qwen2.5-VL-3B that the paper prints as its
+Figure 3 (i), boxes, rethink and unclosed answer as printed (one box a line here). The cat
+and knife completions are constructed by the course in the same style, to teach the format.
 The images are drawn here, with each object exactly where its completion's boxes say,
 because real COCO images cannot be downloaded offline.
 Image sizes are multiples of 28, so Qwen2.5-VL's ``smart_resize`` leaves them unchanged
@@ -33,7 +33,7 @@ class Example:
 
 ZEBRAS = Example(
     name="zebras",
-    question="How many zebras are there?",
+    question="How many zebras are pictured here?",
     answer="7",
     dataset="tallyqa",
     completion=(
@@ -41,15 +41,15 @@ ZEBRAS = Example(
         "There are six zebras in the picture. The coordinates for the zebras are as follows:\n"
         "1. (200, 168, 248, 202)\n"
         "2. (169, 159, 214, 186)\n"
-        "3. (262, 150, 318, 190)\n"
-        "4. (330, 176, 384, 214)\n"
-        "5. (398, 160, 446, 196)\n"
-        "6. (460, 182, 520, 224)\n"
-        "7. (540, 170, 590, 206)\n"
+        "3. (76, 167, 108, 192)\n"
+        "4. (24, 173, 50, 197)\n"
+        "5. (51, 163, 70, 191)\n"
+        "6. (413, 159, 441, 189)\n"
+        "7. (463, 171, 483, 186)\n"
         "</think>\n\n"
         "<rethink>\n"
         "The coordinates provided for the zebras are accurate and cover all the zebras "
-        "visible in the image.\n"
+        "visible in the image. There are no overlapping or missing coordinates.\n"
         "</rethink>\n\n"
         "<answer>\n"
         "7"
@@ -58,11 +58,11 @@ ZEBRAS = Example(
     objects=[
         ("zebra", (200, 168, 248, 202)),
         ("zebra", (169, 159, 214, 186)),
-        ("zebra", (262, 150, 318, 190)),
-        ("zebra", (330, 176, 384, 214)),
-        ("zebra", (398, 160, 446, 196)),
-        ("zebra", (460, 182, 520, 224)),
-        ("zebra", (540, 170, 590, 206)),
+        ("zebra", (76, 167, 108, 192)),
+        ("zebra", (24, 173, 50, 197)),
+        ("zebra", (51, 163, 70, 191)),
+        ("zebra", (413, 159, 441, 189)),
+        ("zebra", (463, 171, 483, 186)),
     ],
 )
 
@@ -89,7 +89,7 @@ CAT_ON_TRUCK = Example(
 
 KNIFE = Example(
     name="knife",
-    question="What is to the left of the knife?",
+    question="Which utensil is to the left of the knife?",
     answer="fork",
     dataset="vsr",
     completion=(
@@ -98,8 +98,8 @@ KNIFE = Example(
         "[180, 110, 380, 310] and, at the far left, a fork at (112, 118, 140, 296).\n"
         "</think>\n\n"
         "<rethink>\n"
-        "The plate is directly left of the knife, but the question asks for an object "
-        "on the table next to it; the plate (180-380) is closer than the fork (112-140).\n"
+        "The plate (180-380) is the object closest to the left of the knife (402), so the "
+        "plate is the answer.\n"
         "</rethink>\n\n"
         "<answer>\n"
         "plate"

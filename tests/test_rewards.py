@@ -21,7 +21,7 @@ from grit_lite.checks.rewards import check_answer_format, check_think_rethink_fo
 
 WORKED_2 = "<think>x</think><rethink> ok </rethink><answer> 0 </answer>"
 ZEBRAS_7 = ex.ZEBRAS.completion  # seven boxes listed, as the reference's worked values imply
-ZEBRAS_6 = ZEBRAS_7.replace("7. (540, 170, 590, 206)\n", "")
+ZEBRAS_6 = ZEBRAS_7.replace("7. (463, 171, 483, 186)\n", "")
 
 
 @pytest.fixture(autouse=True, scope="module")
