@@ -169,7 +169,7 @@ def draw_boxes(
     """
     canvas = image.convert("RGB").copy()
     draw = ImageDraw.Draw(canvas)
-    font = _font(max(12, canvas.height // 18, canvas.width // 20))  # >= 9 pt at half a page
+    font = _font(max(18, canvas.height // 18, canvas.width // 20))  # >= 9 pt, shown small
     for i, box in enumerate(boxes):
         x1, y1, x2, y2 = (float(v) for v in box)
         x1, x2 = sorted((x1, x2))

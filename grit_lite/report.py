@@ -132,17 +132,17 @@ def plot_rewards(
     cols = min(columns, len(keys))
     rows = -(-len(keys) // cols)
     fig, axes = plt.subplots(
-        rows, cols, figsize=(1.7 * cols, 1.7 * rows), squeeze=False, dpi=FIG_DPI
+        rows, cols, figsize=(1.72 * cols, 1.9 * rows), squeeze=False, dpi=FIG_DPI
     )
     steps = [row["step"] for row in metrics]
     for ax, key in zip(axes.flat, keys, strict=False):
         values = [row.get(key, float("nan")) for row in metrics]
         plot_smoothed(ax, steps, values, window=window)
         name = key.split("/")[1] if "/" in key else "total"
-        ax.set_title(name.removesuffix("_reward").replace("_", " "), fontsize=8)
+        ax.set_title(name.removesuffix("_reward").replace("_", " "), fontsize=9)
         ax.set_ylim(0, rewards.REWARD_MAX.get(name, rewards.GRIT_MAX_TOTAL) * 1.05)
-        ax.set_xlabel("step", fontsize=7)
-        ax.tick_params(labelsize=7)
+        ax.set_xlabel("step", fontsize=9)
+        ax.tick_params(labelsize=9)
     for ax in axes.flat[len(keys) :]:
         ax.axis("off")
     return _finish(fig, out)
@@ -158,18 +158,18 @@ def plot_reward_stack(
     import matplotlib.pyplot as plt
 
     labels = [k for k in rows[0] if k != "total"] if rows else []
-    fig, ax = plt.subplots(figsize=(6.5, 3.2), dpi=FIG_DPI)
+    fig, ax = plt.subplots(figsize=(7, 3.4), dpi=FIG_DPI)
     bottom = [0.0] * len(rows)
     for k, label in enumerate(labels):
         heights = [row[label] for row in rows]
         ax.bar(range(len(rows)), heights, bottom=bottom, color=f"C{k}", label=label, width=0.7)
         bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
     ax.axhline(rewards.GRIT_MAX_TOTAL, color="grey", ls="--", lw=1)
-    ax.set_xticks(range(len(rows)), list(names), rotation=35, ha="right", fontsize=8)
+    ax.set_xticks(range(len(rows)), list(names), rotation=35, ha="right", fontsize=9)
     ax.set_ylabel("reward", fontsize=9)
     ax.set_ylim(0, rewards.GRIT_MAX_TOTAL * 1.08)
-    ax.tick_params(axis="y", labelsize=8)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    ax.tick_params(axis="y", labelsize=9)
+    ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
     return _finish(fig, out)
 
 
@@ -202,15 +202,15 @@ def draw_rollouts(
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(
-        1, len(rows), figsize=(1.75 * len(rows), 2.4), squeeze=False, dpi=FIG_DPI
+        1, len(rows), figsize=(1.75 * len(rows), 2.9), squeeze=False, dpi=FIG_DPI
     )
     for ax, row, (_, image) in zip(axes[0], rows, items, strict=True):
         ax.imshow(draw_boxes(image, row["boxes"], width=2))
         total = sum(row["rewards"].values())
         answer = parse_completion(row["completion"]).answer
-        question = "\n".join(textwrap.wrap(row["question"], 26))
+        question = "\n".join(textwrap.wrap(row["question"], 20))
         ax.set_title(f"{question}\nsaid {str(answer)[:8]!r} (truth {row['answer']})\n"
-                     f"reward {total:.2f}", fontsize=7)  # fmt: skip
+                     f"reward {total:.2f}", fontsize=9)  # fmt: skip
         ax.axis("off")
     return _finish(fig, out)
 

@@ -58,3 +58,35 @@ def test_plot_reward_stack_has_one_bar_per_completion_and_segment_per_reward():
         tops[i] = max(tops[i], patch.get_y() + patch.get_height())
     assert tops == pytest.approx([row["total"] for row in rows])
     assert fig.dpi == report.FIG_DPI
+
+
+def _smallest_text(fig) -> float:
+    """The smallest font size, in points, of any visible text the figure draws."""
+    from matplotlib.text import Text
+
+    fig.canvas.draw()  # tick labels exist only once drawn
+    sizes = [t.get_fontsize() for t in fig.findobj(Text) if t.get_visible() and t.get_text()]
+    return min(sizes)
+
+
+def test_every_course_figure_writes_at_least_9_pt_within_7_inches():
+    from grit_lite import data, evaluate
+
+    items = data.eval_split(200)[:4]
+    texts = ["<think>[10, 10, 50, 50]</think><rethink>so</rethink><answer>2", "", "<answer>yes", ""]
+    rows = [evaluate.score_completion(t, r) for t, (r, _) in zip(texts, items, strict=True)]
+    table = rw.reward_table([e.completion for e in REAL_STYLE], answer="7", dataset="tallyqa")
+    rollouts = [
+        {"question": r.question, "answer": r.answer, "completion": t, "boxes": row["boxes"],
+         "rewards": {"total": row["reward"]}}
+        for t, (r, _), row in zip(texts, items, rows, strict=True)
+    ]  # fmt: skip
+    figures = {
+        "rewards": report.plot_rewards(_metrics(30)),
+        "reward stack": report.plot_reward_stack(table, [e.name for e in REAL_STYLE]),
+        "rollouts": report.draw_rollouts(rollouts, items),
+        "gallery": evaluate.gallery({"before": rows, "after": rows}, items, [0, 1, 2]),
+    }
+    for name, fig in figures.items():
+        assert _smallest_text(fig) >= 9, name
+        assert fig.get_size_inches()[0] <= 7, name
