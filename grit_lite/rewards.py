@@ -236,10 +236,13 @@ def repeated_ngram_fraction(seq: Sequence[Any], n: int = NGRAM) -> float:
     8 items) at once, but a 3-word loop only never (its copies are 3 apart, not 8).
     """
     ngrams = len(seq) - n + 1
-    if ngrams <= 0:
-        return 0.0
-    repeats = sum(seq[i : i + n] == seq[i + n : i + 2 * n] for i in range(len(seq) - 2 * n + 1))
-    return repeats / ngrams
+    return _back_to_back(seq, n) / ngrams if ngrams > 0 else 0.0
+
+
+def _back_to_back(seq: Sequence[Any], n: int = NGRAM) -> int:
+    """Positions i where ``seq[i:i+n]`` is followed at once by itself: the count both
+    repetition readings share (they differ only in what they divide it by)."""
+    return sum(seq[i : i + n] == seq[i + n : i + 2 * n] for i in range(len(seq) - 2 * n + 1))
 
 
 def repetition_score(text: str, token_ids: Sequence[Any] | None = None) -> float:
@@ -273,18 +276,11 @@ def official_repetition_score(text: str, token_ids: Sequence[Any] | None = None)
     completion's sum below 0. Without ``token_ids`` (outside a trainer) ``t`` is 1.
     """
     words = text.split()
-    w = 1.0
-    if len(words) > NGRAM:
-        spots = range(len(words) - NGRAM)
-        repeats = sum(words[j : j + NGRAM] == words[j + NGRAM : j + 2 * NGRAM] for j in spots)
-        w = 1.0 - repeats / len(spots)
+    w = 1.0 - _back_to_back(words) / (len(words) - NGRAM) if len(words) > NGRAM else 1.0
     ids = [] if token_ids is None else list(token_ids)
     ids = ids[: ids.index(PAD_ID)] if PAD_ID in ids else ids
-    t = 1.0
-    if len(ids) >= 2 * NGRAM:
-        spots = range(len(ids) - 2 * NGRAM + 1)
-        repeats = sum(ids[j : j + NGRAM] == ids[j + NGRAM : j + 2 * NGRAM] for j in spots)
-        t = 1.0 - repeats / len(spots)
+    pairs = len(ids) - 2 * NGRAM + 1
+    t = 1.0 - _back_to_back(ids) / pairs if pairs > 0 else 1.0
     return (t - (1.0 - w)) * 0.5
 
 

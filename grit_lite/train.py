@@ -192,7 +192,6 @@ def reward_functions(name: str, processor: Any = None) -> list[Any]:
     raise TrainError(f"unknown reward set {name!r}: choose one of {', '.join(REWARD_SETS)}")
 
 
-GRIT_DATA_CACHE = data.GRIT_DATA_CACHE
 DATA_CHOICES = ("synthetic", "grit")
 
 
@@ -237,7 +236,7 @@ GRIT = "GRIT's 20 triplets (VSR and TallyQA)"
 def training_data(
     choice: str | None = None,
     model: str = "tiny",
-    cache: Path = GRIT_DATA_CACHE,
+    cache: Path = data.GRIT_DATA_CACHE,
     say: Any = print,
     fallback: bool = False,
 ) -> tuple[list[tuple[data.Record, Any]], str]:

@@ -130,7 +130,7 @@ def plan(
     heldout_folder: str | Path | None = None,
     fallback: bool = False,
     fresh: bool = False,
-    cache: Path = train.GRIT_DATA_CACHE,
+    cache: Path = data.GRIT_DATA_CACHE,
     n_synthetic: int = 16,
 ) -> Walkthrough | None:
     """The run this machine can make, or None (after one line) when it cannot make one.
