@@ -3,6 +3,7 @@
     python -m grit_lite.evaluate --model data/tiny -n 200 --out runs/eval/base.jsonl
     python -m grit_lite.evaluate --model runs/tiny-cpu/final --split /data/grit/vsr_test.jsonl
     python -m grit_lite.evaluate --model Qwen/Qwen2.5-VL-3B-Instruct --split grit -n 100
+    python -m grit_lite.evaluate --model data/tiny_grpo --think-swap --max-new-tokens 128
 
 The paper measures three things, and so does this module, per completion and in summary:
 
@@ -12,7 +13,9 @@ The paper measures three things, and so does this module, per completion and in 
   key objects (:func:`grit_lite.boxes.grounding_scores`);
 * **whether the reasoning uses its regions**: for a counting question, does the answer equal
   the number of boxes drawn; for a spatial question, does the yes/no follow from the model's
-  *own* two boxes. Defined offline and exactly, in :func:`box_answer_consistency`.
+  *own* two boxes. Defined offline and exactly, in :func:`box_answer_consistency`; and, by
+  experiment, :func:`think_swap` (``--think-swap``): does accuracy fall when the model answers
+  after another scene's think instead of its own?
 
 Degenerate cases are counted, not skipped: a completion without boxes has grounding IoU 0
 when the question has key objects; a question whose answer is "0" has no key objects, so
@@ -31,7 +34,17 @@ from typing import Any
 
 from grit_lite import data
 from grit_lite.boxes import resized_for  # noqa: F401 -- notebook 05 imports it from here
+from grit_lite.format import (
+    ANSWER,
+    RETHINK,
+    RETHINK_END,
+    THINK,
+    THINK_END,
+    build_prompt,
+    extract_answer,
+)
 from grit_lite.presets import TrainError, resolve_model
+from grit_lite.rewards import answer_accuracy_score
 from grit_lite.runs import RunFolderError, check_writable, number_arg
 from grit_lite.scoring import (  # noqa: F401 -- the course calls them as evaluate.X
     box_answer_consistency,
@@ -226,6 +239,99 @@ def browser(rows: Sequence[dict[str, Any]], items: Sequence[tuple[data.Record, A
     return widgets.VBox([widgets.HBox([choice, picker]), widgets.HBox([picture, report])])
 
 
+def think_prefix(completion: Any) -> tuple[str, str] | None:
+    """(the reply before its think, the think from ``<think>`` to ``</think>``), or None
+    when the think is not closed before another tag: the part :func:`think_swap` replaces."""
+    if not isinstance(completion, str) or THINK not in completion:
+        return None
+    start = completion.find(THINK)
+    end = completion.find(THINK_END, start)
+    if end < 0 or any(tag in completion[start:end] for tag in (RETHINK, RETHINK_END, ANSWER)):
+        return None
+    return completion[:start], completion[start : end + len(THINK_END)]
+
+
+def swap_partners(rows: Sequence[dict[str, Any]]) -> list[int | None]:
+    """For each row, another row of the same dataset whose think is different (the next one
+    in order, wrapping round), or None: no closed think, or no other think to take.
+
+    The other think was written for another picture, so its boxes sit on the wrong places
+    and may be a different number: wrong evidence for this question, in the model's own words.
+    """
+    thinks = [think_prefix(row["completion"]) for row in rows]
+    partners: list[int | None] = []
+    for i, row in enumerate(rows):
+        same = [j for j in range(len(rows)) if rows[j]["dataset"] == row["dataset"]]
+        later = [j for j in same if j > i] + [j for j in same if j < i]
+        fits = [j for j in later if thinks[j] and thinks[i] and thinks[j][1] != thinks[i][1]]
+        partners.append(fits[0] if fits else None)
+    return partners
+
+
+def think_swap(
+    model: Any,
+    processor: Any,
+    items: Sequence[tuple[data.Record, Any]],
+    rows: Sequence[dict[str, Any]],
+    max_new_tokens: int = 128,
+) -> list[dict[str, Any]]:
+    """Is the answer read from the boxes? Replace each think by another scene's and see.
+
+    ``rows`` are :func:`evaluate_model`'s for ``items``. For every row with a partner
+    (:func:`swap_partners`) the model continues greedily twice after the think: once after
+    its own, once after the partner's. If the answer is read from the think's boxes,
+    accuracy falls and answers change; if they stay, the boxes were decoration. Both arms
+    are generated the same way, so only the think differs between them.
+    """
+    from grit_lite.tiny import generate
+
+    kept, prompts, images, starts = [], [], [], []
+    for i, j in enumerate(swap_partners(rows)):
+        if j is None:
+            continue
+        before, own = think_prefix(rows[i]["completion"])
+        other = think_prefix(rows[j]["completion"])[1]
+        kept.append(i)
+        for think in (own, other):
+            prompts.append(build_prompt(items[i][0].question))
+            images.append(items[i][1])
+            starts.append(before + think)
+    texts = generate(model, processor, prompts, images, max_new_tokens, prefixes=starts)
+    out = []
+    for k, i in enumerate(kept):
+        record = items[i][0]
+        own, swapped = starts[2 * k] + texts[2 * k], starts[2 * k + 1] + texts[2 * k + 1]
+        said = [(extract_answer(t) or "").strip().lower() for t in (own, swapped)]
+        out.append({
+            "dataset": record.dataset,
+            "question": record.question,
+            "truth": record.answer,
+            "own": own,
+            "swapped": swapped,
+            "correct_own": answer_accuracy_score(own, record.answer, record.question),
+            "correct_swapped": answer_accuracy_score(swapped, record.answer, record.question),
+            "changed": float(said[0] != said[1]),
+        })  # fmt: skip
+    return out
+
+
+def summarize_swap(rows: Sequence[dict[str, Any]], n_items: int | None = None) -> dict[str, Any]:
+    """Accuracy after the model's own think and after another scene's, the drop between them
+    (in points of accuracy) and how often the answer changed: overall and per dataset."""
+    skipped = None if n_items is None else n_items - len(rows)
+    out: dict[str, Any] = {"n": len(rows), "skipped": skipped}
+    for family in [None, *sorted({r["dataset"] for r in rows})]:
+        kept = [r for r in rows if family is None or r["dataset"] == family]
+        suffix = "" if family is None else f"/{family}"
+        own = sum(r["correct_own"] for r in kept) / len(kept) if kept else None
+        swapped = sum(r["correct_swapped"] for r in kept) / len(kept) if kept else None
+        out[f"accuracy_own{suffix}"] = own
+        out[f"accuracy_swapped{suffix}"] = swapped
+        out[f"drop_points{suffix}"] = None if own is None else round(100 * (own - swapped), 1)
+        out[f"changed{suffix}"] = sum(r["changed"] for r in kept) / len(kept) if kept else None
+    return out
+
+
 CONSISTENCY_PROMPT = """You check whether a model's final answer follows from its own \
 reasoning. The reasoning names image regions as boxes [x1, y1, x2, y2]. You cannot see \
 the image. Question: {question}
@@ -265,6 +371,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--record", help="with two models: add the summaries and learning targets to this JSON"
     )
+    parser.add_argument(
+        "--think-swap", action="store_true",
+        help="also answer after another scene's think: does accuracy fall without its own boxes?",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     models = list(dict.fromkeys(args.model))  # a model named twice is evaluated once
     try:
@@ -278,6 +388,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             model, processor = load_model(name)
             rows = evaluate_model(model, processor, items, args.max_new_tokens)
             summaries[name] = summarize(rows)
+            if args.think_swap:
+                swapped = think_swap(model, processor, items, rows, args.max_new_tokens)
+                swap = summarize_swap(swapped, len(items))
+                summaries[name] |= {f"swap/{key}": value for key, value in swap.items()}
             if args.record and len(models) == 2 and name == models[0]:
                 base_plain = plain_accuracy(model, processor, items)  # only the targets use it
             if args.out:

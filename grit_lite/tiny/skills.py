@@ -31,21 +31,25 @@ def generate(
     max_new_tokens: int = 64,
     batch: int = 16,
     sample: bool = False,
+    prefixes: Sequence[str] | None = None,
 ) -> list[str]:
     """Greedy completions for (prompt text, image) pairs, batched with left padding; with
     ``sample``, draws at temperature 1 from the full distribution, as GRPO's rollouts do.
+    ``prefixes`` start each reply as if the model had written them (it continues after
+    them; the prefix is not repeated in the output): how a think is swapped for another.
 
     Decoding runs on one thread: its matrices are so small that a second OpenMP thread
     mostly spin-waits, and on a shared 2-core machine that made decoding ~20x slower.
     """
     outs: list[str] = []
+    starts = list(prefixes) if prefixes is not None else [""] * len(prompts)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         for i in range(0, len(prompts), batch):
             outs += _generate_batch(
                 model, processor, prompts[i : i + batch], images[i : i + batch], max_new_tokens,
-                sample,
+                sample, starts[i : i + batch],
             )  # fmt: skip
     finally:
         torch.set_num_threads(threads)
@@ -59,10 +63,12 @@ def _generate_batch(
     images: Sequence[Image.Image],
     max_new_tokens: int,
     sample: bool = False,
+    prefixes: Sequence[str] = (),
 ) -> list[str]:
     tok = processor.tokenizer
     outs: list[str] = []
     texts = [processor.apply_chat_template(_user(p), add_generation_prompt=True) for p in prompts]
+    texts = [text + start for text, start in zip(texts, prefixes or [""] * len(texts), strict=True)]
     tok.padding_side = "left"
     try:
         enc = processor(text=texts, images=list(images), return_tensors="pt", padding=True)
