@@ -47,6 +47,7 @@ from grit_lite.presets import TrainError, resolve_model
 from grit_lite.rewards import answer_accuracy_score
 from grit_lite.runs import RunFolderError, check_writable, number_arg
 from grit_lite.scoring import (  # noqa: F401 -- the course calls them as evaluate.X
+    _mean,
     box_answer_consistency,
     evaluate_model,
     implied_by_boxes,
@@ -259,9 +260,12 @@ def swap_partners(rows: Sequence[dict[str, Any]]) -> list[int | None]:
     and may be a different number: wrong evidence for this question, in the model's own words.
     """
     thinks = [think_prefix(row["completion"]) for row in rows]
+    by_dataset: dict[str, list[int]] = {}
+    for i, row in enumerate(rows):
+        by_dataset.setdefault(row["dataset"], []).append(i)
     partners: list[int | None] = []
     for i, row in enumerate(rows):
-        same = [j for j in range(len(rows)) if rows[j]["dataset"] == row["dataset"]]
+        same = by_dataset[row["dataset"]]
         later = [j for j in same if j > i] + [j for j in same if j < i]
         fits = [j for j in later if thinks[j] and thinks[i] and thinks[j][1] != thinks[i][1]]
         partners.append(fits[0] if fits else None)
@@ -323,12 +327,12 @@ def summarize_swap(rows: Sequence[dict[str, Any]], n_items: int | None = None) -
     for family in [None, *sorted({r["dataset"] for r in rows})]:
         kept = [r for r in rows if family is None or r["dataset"] == family]
         suffix = "" if family is None else f"/{family}"
-        own = sum(r["correct_own"] for r in kept) / len(kept) if kept else None
-        swapped = sum(r["correct_swapped"] for r in kept) / len(kept) if kept else None
+        own = _mean([r["correct_own"] for r in kept])
+        swapped = _mean([r["correct_swapped"] for r in kept])
         out[f"accuracy_own{suffix}"] = own
         out[f"accuracy_swapped{suffix}"] = swapped
         out[f"drop_points{suffix}"] = None if own is None else round(100 * (own - swapped), 1)
-        out[f"changed{suffix}"] = sum(r["changed"] for r in kept) / len(kept) if kept else None
+        out[f"changed{suffix}"] = _mean([r["changed"] for r in kept])
     return out
 
 

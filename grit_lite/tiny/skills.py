@@ -62,13 +62,13 @@ def _generate_batch(
     prompts: Sequence[str],
     images: Sequence[Image.Image],
     max_new_tokens: int,
-    sample: bool = False,
-    prefixes: Sequence[str] = (),
+    sample: bool,
+    prefixes: Sequence[str],
 ) -> list[str]:
     tok = processor.tokenizer
     outs: list[str] = []
     texts = [processor.apply_chat_template(_user(p), add_generation_prompt=True) for p in prompts]
-    texts = [text + start for text, start in zip(texts, prefixes or [""] * len(texts), strict=True)]
+    texts = [text + start for text, start in zip(texts, prefixes, strict=True)]
     tok.padding_side = "left"
     try:
         enc = processor(text=texts, images=list(images), return_tensors="pt", padding=True)
