@@ -581,3 +581,73 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# ---------------------------------------------------------------------------------------------
+# The triplets a run trains on
+# ---------------------------------------------------------------------------------------------
+
+
+def _grit_triplets(cache: Path) -> list[Record]:
+    """GRIT's 20 triplets from ``cache``, downloaded there first if it does not hold them."""
+    try:
+        return load_grit_train(cache)
+    except DataError:
+        fetch_grit_data(cache)
+        return load_grit_train(cache)
+
+
+def knows_only_shapes(model: str) -> bool:
+    """Whether ``model`` is the course's tiny model (or trained from it): a 640-word vocabulary
+    of shapes and colours that cannot read a photograph's question."""
+    if model == "tiny":
+        return True
+    config = Path(model).expanduser() / "config.json"
+    try:
+        text = json.loads(config.read_text()).get("text_config", {})
+    except (OSError, ValueError, AttributeError):
+        return False
+    return isinstance(text, dict) and text.get("vocab_size", 10**6) <= 1024
+
+
+SYNTHETIC = "the 20 synthetic triplets"
+GRIT = "GRIT's 20 triplets (VSR and TallyQA)"
+
+
+def training_data(
+    choice: str | None = None,
+    model: str = "tiny",
+    cache: Path = GRIT_DATA_CACHE,
+    say: Any = print,
+    fallback: bool = False,
+) -> tuple[list[tuple[Record, Any]], str]:
+    """The triplets a run trains on, and a line naming them and why.
+
+    ``choice`` is ``synthetic``, ``grit``, a folder, or None for the model's default: the tiny
+    model only knows the synthetic shapes, so it gets the synthetic triplets; a real VLM gets
+    GRIT's own 20 (VSR and TallyQA photos, the paper's setting). When they cannot be had, the
+    run does not quietly train on something else: with no network (the hub unreachable) the
+    default falls back to the synthetic triplets and says so; anything else (``grit`` asked
+    for, a hub copy without its images) is an error naming what is missing, unless
+    ``fallback`` asks for the synthetic triplets instead. The line goes to ``say`` only on a
+    fallback; the caller keeps it for the run's ``preset.json`` and tables.
+    """
+    if choice is None and knows_only_shapes(model):
+        return train_split(), f"{SYNTHETIC} (the tiny model knows only shapes)"
+    if choice == "synthetic":
+        return train_split(), f"{SYNTHETIC} (asked for)"
+    if choice not in ("grit", None):
+        records = load_grit_train(choice)
+        return [(r, open_image(r.image_path)) for r in records], f"{GRIT} from {choice}"
+    try:
+        records = _grit_triplets(cache)
+    except DataError as error:
+        offline = isinstance(error, Unreachable) and choice is None
+        if not (offline or fallback):
+            hint = "To train on the synthetic triplets instead, pass --data synthetic."
+            raise DataError(f"{error} {hint}") from None
+        reason = str(error).split(". ")[0]
+        source = f"{SYNTHETIC}, NOT GRIT's: {reason}"
+        say(f"training on {source}; --data FOLDER uses a local copy")
+        return train_split(), source
+    return [(r, open_image(r.image_path)) for r in records], f"{GRIT} from {cache}"

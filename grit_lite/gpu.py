@@ -17,11 +17,14 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+
+from grit_lite.presets import TrainError
 
 # TRL 1.16 accepts these vLLM versions (trl.import_utils.is_vllm_available).
 VLLM_RANGE = ("0.22.0", "0.31.0")
@@ -88,34 +91,143 @@ def compile_decoding(trainer: Any, compile_config: Any = None) -> None:
         config.compile_config = compile_config
 
 
+def _base(model: Any) -> Any:
+    """The transformers model under a PEFT wrapper (the one that generates and compiles)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def _checkpointing(model: Any) -> bool:
+    flag = getattr(model, "is_activation_checkpointing", None)  # transformers >= 5.23's name
+    return bool(model.is_gradient_checkpointing if flag is None else flag)
+
+
+NOT_COMPILE_ERRORS = ("probability tensor contains",)  # torch.multinomial on inf/nan: fp16
+
+
+def is_compile_error(error: BaseException) -> bool:
+    """Whether a failure of compiled sampling may be the compiler's (Inductor, Triton, a
+    CUDA-graph capture): anything but out of memory (eager needs as much) and a sampling of
+    non-finite probabilities (the weights' doing, e.g. fp16 overflow, not the compiler's)."""
+    if isinstance(error, torch.OutOfMemoryError):
+        return False
+    return not any(text in str(error) for text in NOT_COMPILE_ERRORS)
+
+
+class _LimitHits(logging.Handler):
+    """Counts dynamo's "hit config.recompile_limit" warnings: past the limit it runs the
+    frame eagerly and says so only in the log."""
+
+    count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "hit config." in str(record.msg):
+            _LimitHits.count += 1
+
+
+logging.getLogger("torch._dynamo.convert_frame").addHandler(_LimitHits(logging.WARNING))
+
+
+class CompileWatch:
+    """Says whether a ``generate`` call really decoded through the compiled graph: the model
+    asked for its compiled call, no CUDA graph was skipped (inductor counts the skips, e.g.
+    for a CPU tensor in the graph), and dynamo did not hit its recompile limit."""
+
+    def __init__(self, model: Any) -> None:
+        base = _base(model)
+        get = getattr(base.get_compiled_call, "unwatched", base.get_compiled_call)
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.calls += 1
+            return get(*args, **kwargs)
+
+        counted.unwatched = get  # type: ignore[attr-defined]
+        base.get_compiled_call = counted
+        self.start()
+
+    def start(self) -> None:
+        self.calls = 0
+        self.limits = _LimitHits.count
+        self.skips = torch._dynamo.utils.counters["inductor"]["cudagraph_skips"]
+
+    def compiled(self) -> bool:
+        skipped = torch._dynamo.utils.counters["inductor"]["cudagraph_skips"] > self.skips
+        return self.calls > 0 and not skipped and _LimitHits.count == self.limits
+
+
+def release_fast_path(trainer: Any) -> None:
+    """Leave eager decoding as an eager run has it: compilation off, no static KV cache (eager
+    attention over a cache sized for the longest prompt is slower), the kept cache, the
+    compiled call and the CUDA-graph pool freed."""
+    config = trainer.generation_config
+    config.disable_compile = True
+    config.cache_implementation = None
+    config.max_cache_len = None
+    for name in ("cache_implementation", "max_cache_len"):
+        (getattr(trainer, "generation_kwargs", None) or {}).pop(name, None)
+    base = _base(trainer.model)
+    for name in ("_prepare_static_cache", "_compiled_call", "_last_compile_config"):
+        vars(base).pop(name, None)  # instance overrides: the class's own method is back
+    torch._dynamo.reset()
+    if torch.cuda.is_available():
+        from torch._inductor import cudagraph_trees
+
+        cudagraph_trees.reset_cudagraph_trees()
+        torch.cuda.empty_cache()
+
+
 def eager_fallback(trainer: Any, say: Any = print) -> None:
     """Make sampling survive its fast path: a compile error falls back to eager decoding.
 
     Inductor, Triton and CUDA graphs fail in many ways on a card or driver we never tried
     (an old T4 driver, a new torch), always at the first compiled call and with a traceback
-    that would end the run with no checkpoint. Here such a failure prints one line, turns
-    compilation off, and samples the same prompts again eagerly; the run goes on. Each step
-    logs ``sampling/compiled`` (1 or 0) to ``metrics.jsonl``: which path it took.
+    that would end the run with no checkpoint. Here such a failure prints one line, releases
+    the fast path (:func:`release_fast_path`) and samples the same prompts again eagerly; the
+    run goes on as it was. TRL switches activation checkpointing off to sample and back on
+    after, with no ``finally``: a failed call would leave it off for the rest of the run
+    (7-25 GB more on the 3B), so it is restored here. Out of memory is not retried, and an
+    error that eager decoding hits too ends the run in one line. Each step logs
+    ``sampling/compiled`` (1 or 0) to ``metrics.jsonl``: which path really ran.
     """
     original = trainer._generate
+    watch = CompileWatch(trainer.model)
+
+    def restore(checkpointing: bool) -> None:
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        if checkpointing and not _checkpointing(model):
+            model.gradient_checkpointing_enable(trainer.args.gradient_checkpointing_kwargs)
 
     def generate(prompts: Any) -> Any:
-        config = trainer.generation_config
+        config = getattr(trainer, "generation_config", None)  # vLLM samples without one
+        checkpointing = _checkpointing(trainer.accelerator.unwrap_model(trainer.model))
+        watch.start()
         try:
             out = original(prompts)
         except Exception as error:  # inductor, Triton and CUDA raise many types
-            if config.disable_compile:
-                raise  # eager decoding failed: not ours to hide
+            restore(checkpointing)
+            if config is None or config.disable_compile or not is_compile_error(error):
+                raise  # eager decoding failed, or it is not the compiler's: not ours to hide
             first = (str(error).strip().splitlines() or [""])[0][:160]
             say(f"compiled decoding failed ({type(error).__name__}: {first}); "
                 "continuing with eager decoding")  # fmt: skip
-            config.disable_compile = True
-            torch._dynamo.reset()
-            out = original(prompts)
-        trainer._metrics["train"]["sampling/compiled"].append(float(not config.disable_compile))
+            release_fast_path(trainer)
+            watch.start()
+            try:
+                out = original(prompts)
+            except Exception as again:
+                restore(checkpointing)
+                if isinstance(again, torch.OutOfMemoryError):
+                    raise  # the run's own one line: grit_lite.runs.OutOfMemory
+                line = (str(again).strip().splitlines() or [""])[0][:160]
+                why = f"{type(again).__name__}: {line}"
+                raise SamplingError(f"sampling failed eagerly too ({why})") from None
+        trainer._metrics["train"]["sampling/compiled"].append(float(watch.compiled()))
         return out
 
     trainer._generate = generate
+
+
+class SamplingError(TrainError):
+    """Sampling failed on the eager path as well: the run stops with this one line."""
 
 
 def keep_one_static_cache(model: Any) -> dict[str, Any]:
@@ -127,8 +239,8 @@ def keep_one_static_cache(model: Any) -> dict[str, Any]:
     often. The cache is rebuilt only when its shape changes (another batch size or length).
     Returns the holder of the current cache (tests read its storage).
     """
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    build = base._prepare_static_cache
+    base = _base(model)
+    build = getattr(base._prepare_static_cache, "unkept", base._prepare_static_cache)
     kept: dict[str, Any] = {}
 
     def prepare(**kwargs: Any) -> Any:
@@ -140,6 +252,7 @@ def keep_one_static_cache(model: Any) -> dict[str, Any]:
             kept.update(key=key, cache=build(**kwargs))
         return kept["cache"]
 
+    prepare.unkept = build  # type: ignore[attr-defined]  # a second trainer wraps the original
     base._prepare_static_cache = prepare
     return kept
 
@@ -196,13 +309,15 @@ def stop_hook_leak(model: Any) -> None:
     thousands by the end of a run, each run on every forward (and each a reason for a
     compiled graph to be rebuilt). Here a new registration first removes the previous one.
     """
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    register = base.enable_input_require_grads
+    base = _base(model)
+    register = getattr(base.enable_input_require_grads, "unwrapped",
+                       base.enable_input_require_grads)  # fmt: skip
 
     def register_once() -> None:
         base.disable_input_require_grads()
         register()
 
+    register_once.unwrapped = register  # type: ignore[attr-defined]
     base.enable_input_require_grads = register_once
 
 
@@ -323,6 +438,52 @@ def vllm_problem() -> str | None:
     low, high = map(Version, VLLM_RANGE)
     if not low <= version <= high:
         return f"vLLM {version} is installed; TRL supports {low} to {high}: {VLLM_PIP}"
+    return None
+
+
+QWEN_3B_KV_BYTES = 36 * 2 * 2 * 128 * 2  # per token: 36 layers, K and V, 2 KV heads of 128, bf16
+VLLM_OVERHEAD_GIB = 3.0  # vLLM's activations, CUDA graphs and sampler beside weights and cache
+
+
+def vllm_colocate_settings(preset: Any, card_gib: float | None = None) -> dict[str, Any]:
+    """vLLM's share of the card and its longest sequence, sized for ``preset`` (the 3B).
+
+    TRL's defaults give colocated vLLM 0.3 of the card and the model's full 128k context;
+    beside a policy in training that is 24 GB of an H100 held for a KV cache the run never
+    fills. vLLM needs the bf16 weights (7.5 GB), the KV cache of one step's sequences at the
+    preset's length, and some room of its own."""
+    from grit_lite.runs import QWEN_3B_PARAMETERS
+
+    if card_gib is None:  # without a GPU (a config built on a laptop): an 80 GB card's
+        on_gpu = torch.cuda.is_available()
+        card_gib = torch.cuda.get_device_properties(0).total_memory / 2**30 if on_gpu else 80.0
+    length = preset.max_prompt_length + preset.max_completion_length
+    cache = preset.completions_per_step * length * QWEN_3B_KV_BYTES
+    need_gib = (QWEN_3B_PARAMETERS * 2 + cache) / 2**30 + VLLM_OVERHEAD_GIB
+    share = min(0.9, -(-need_gib / card_gib * 20 // 1) / 20)  # up to the next 0.05
+    return {"vllm_gpu_memory_utilization": share, "vllm_max_model_length": length}
+
+
+def vllm_colocate_problem(
+    preset: Any, world_size: int | None = None, card_gib: float | None = None
+) -> str | None:
+    """Why colocated vLLM cannot run beside ``preset``, or None. A full fine-tune of the 3B
+    peaks at 74.5 GiB on one 80 GB card by itself (docs/benchmarks.md): nothing is left for
+    a second copy of the weights and a KV cache. On a small card (a T4) vLLM's own share
+    would leave the policy less than half of it."""
+    import os
+
+    world_size = world_size or int(os.environ.get("WORLD_SIZE", "1"))
+    if preset.vllm != "colocate":
+        return None
+    if not preset.lora and world_size == 1:
+        return ("--vllm colocate does not fit beside a one-GPU full fine-tune (it peaks at "
+                "74.5 GiB of 80 alone): add --lora, shard it over GPUs with accelerate launch "
+                "and a ZeRO config, or run --vllm server on a second GPU")  # fmt: skip
+    share = vllm_colocate_settings(preset, card_gib)["vllm_gpu_memory_utilization"]
+    if share > 0.5:
+        return (f"--vllm colocate would take {share:.0%} of this card for vLLM alone, too "
+                "little is left to train: sample without vLLM, or --vllm server on a second GPU")
     return None
 
 

@@ -7,6 +7,7 @@ The defaults of :class:`Preset` are GRIT's official values for Qwen2.5-VL-3B
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,6 +104,21 @@ PRESETS: dict[str, Preset] = {
         note="The shipped tiny model on the 20 synthetic triplets, 2 CPU cores.",
     ),
 }
+
+
+def cpu_stand_in(preset: Preset, steps: int | None = 2, tokens: int = 16) -> Preset:
+    """``preset`` in its CPU shape: the shipped tiny model in fp32, ``steps`` steps (None: the
+    preset's own length), completions of ``tokens`` and a short prompt bound, four held-out
+    scenes; everything else as the preset has it (LoRA or not, activation checkpointing, fast
+    sampling, the loss, G and the step's layout, the schedule). How a GPU preset is tested on
+    a laptop and in CI: a setting that breaks the run breaks it here too, in seconds."""
+    return dataclasses.replace(
+        preset, model="tiny", device="cpu", bf16=False, fp16=False,
+        max_steps=preset.max_steps if steps is None else steps,
+        max_completion_length=min(tokens, preset.max_completion_length),
+        max_prompt_length=min(256, preset.max_prompt_length), max_pixels=None, eval_items=4,
+        note=f"CPU stand-in: {preset.note}",
+    )  # fmt: skip
 
 
 class TrainError(RuntimeError):

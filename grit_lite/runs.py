@@ -28,6 +28,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from grit_lite.boxes import QWEN_MIN_PIXELS
+
 RECORDS = ("metrics.jsonl", "preset.json", "rewards.png", "final", "reference", "README.md",
            "heldout.txt", "heldout.json",
            "rollouts_start.jsonl", "rollouts_start.png", "rollouts_end.jsonl",
@@ -54,6 +56,34 @@ class OutOfTime(Stopped):
         Exception.__init__(self, f"{minutes:g} minutes are up after step {step}; the run "
                                  f"is saved in {checkpoint}")  # fmt: skip
         self.step, self.checkpoint, self.minutes, self.trainer = step, checkpoint, minutes, trainer
+
+
+class OutOfMemory(RuntimeError):
+    """The GPU ran out of memory mid-run: one line with the knobs that shrink the step, the
+    newest complete checkpoint, and nothing else (no traceback). ``resume`` is the line
+    that continues the run, when the command line knows it."""
+
+    def __init__(self, preset: Any, step: int, folder: Path, error: BaseException) -> None:
+        stage = getattr(error, "stage", "the update")
+        kept = [c for c in checkpoints(folder) if incomplete(c) is None] if folder.is_dir() else []
+        self.checkpoint = kept[-1] if kept else None
+        saved = (f"the last complete checkpoint is {self.checkpoint}" if kept else
+                 f"no checkpoint yet (the first comes at step {preset.save_steps})")  # fmt: skip
+        super().__init__(f"out of GPU memory in {stage} of step {step + 1}: "
+                         f"{memory_knobs(preset)}; {saved}")  # fmt: skip
+
+
+def memory_knobs(preset: Any) -> str:
+    """What makes a step smaller, as command-line flags with values half the preset's: the
+    completions' length (the KV cache and the update's activations), G (the sequences), the
+    image cap (image tokens) and, for LoRA, the rank; a full fine-tune can switch to LoRA."""
+    flags = [f"--max-completion-length {max(16, preset.max_completion_length // 2)}"]
+    if preset.num_generations > 2:
+        flags.append(f"--num-generations {max(2, preset.num_generations // 2)}")
+    if preset.max_pixels:
+        flags.append(f"--max-pixels {max(QWEN_MIN_PIXELS, preset.max_pixels // 2)}")
+    flags.append(f"--lora-rank {max(1, preset.lora_rank // 2)}" if preset.lora else "--lora")
+    return "retry with one of " + ", ".join(flags)
 
 
 def checkpoints(folder: Path) -> list[Path]:
@@ -279,6 +309,31 @@ def check_disk(
     )
 
 
+def reload_weights_on_resume(trainer: Any) -> None:
+    """Make ``--resume`` load a full model's weights back.
+
+    ``save_pretrained`` writes Qwen2.5-VL's weights under the hub's key names
+    (``model.layers.0...``) while the module tree names them ``model.language_model.layers.0...``;
+    ``Trainer`` reloads a checkpoint with a plain ``load_state_dict(strict=False)``, which
+    matches no key and leaves the weights where they started. ``from_pretrained`` maps the
+    names, so the checkpoint is read with it. Adapters (LoRA) reload correctly already.
+    """
+    original = trainer._load_from_checkpoint
+
+    def load(resume_from_checkpoint: str, model: Any = None) -> None:
+        target = trainer.model if model is None else model
+        if hasattr(target, "get_base_model") or trainer.is_deepspeed_enabled:
+            return original(resume_from_checkpoint, model)
+        saved = type(target).from_pretrained(resume_from_checkpoint, dtype=target.dtype)
+        target.load_state_dict(saved.state_dict())  # strict: every weight or an error
+        del saved
+        optimizer = getattr(trainer.optimizer, "optimizer", trainer.optimizer)
+        if hasattr(optimizer, "sync_masters"):  # else they would undo the load
+            optimizer.sync_masters()  # optimizer.pt, when there is one, overwrites them next
+
+    trainer._load_from_checkpoint = load
+
+
 def resume_point(folder: Path) -> tuple[Path, list[str]]:
     """The newest complete checkpoint, and a line for each newer one skipped (and why);
     a weights-only checkpoint also gets a line saying what it cannot restore."""
@@ -307,6 +362,16 @@ def changed_settings(saved: Path, preset: Any) -> list[str]:
     now = {k: v for k, v in dataclasses.asdict(preset).items() if k != "note"}
     changed = [key for key in now if key in before and before[key] != now[key]]
     return [f"resuming with {k} = {now[k]!r} (the run used {before[k]!r})" for k in changed]
+
+
+def saved_length(folder: Path) -> tuple[int, int] | None:
+    """(max_steps, save_steps) of the run in ``folder``, from its ``preset.json``: a run
+    sized to a time budget keeps its length, and its schedule, when it is continued."""
+    try:
+        saved = json.loads((folder / "preset.json").read_text(encoding="utf-8"))
+        return int(saved["max_steps"]), int(saved["save_steps"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def checkpoint_step(checkpoint: Path) -> int:

@@ -37,6 +37,7 @@ import torch
 
 from grit_lite import data, gpu, preflight, report, rewards, runs, tiny
 from grit_lite.boxes import QWEN_MIN_PIXELS, resized_size_for
+from grit_lite.data import GRIT, SYNTHETIC, knows_only_shapes, training_data  # noqa: F401
 from grit_lite.grpo import LOSS_TYPES
 from grit_lite.presets import (  # noqa: F401 -- the course reaches them as train.X
     GRIT_MAX_PIXELS,
@@ -68,7 +69,9 @@ def save_reference(model: Any, path: Path, bf16: bool) -> None:
 
 
 def load_model(preset: Preset, model: Any = None, processor: Any = None) -> tuple[Any, Any]:
-    """The policy (with LoRA adapters if asked) and its processor."""
+    """The policy and its processor. A LoRA run's adapters are not put on here: the trainer
+    gets the base and :func:`lora_config` (TRL's way), so its KL reference is the base with
+    the adapters switched off, not a second, fp32 copy of them."""
     from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
     if model is None and preset.model == RANDOM_3B:
@@ -80,27 +83,39 @@ def load_model(preset: Preset, model: Any = None, processor: Any = None) -> tupl
             kwargs["size"] = {"shortest_edge": QWEN_MIN_PIXELS, "longest_edge": preset.max_pixels}
         try:
             model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
-                path, dtype=weight_dtype(preset)
+                path, dtype=weight_dtype(preset), device_map=gpu_placement(preset)
             )
             processor = AutoProcessor.from_pretrained(path, **kwargs)
         except (OSError, ValueError) as error:  # not found on the hub, not a Qwen2.5-VL folder
             raise TrainError(f"cannot load the model {preset.model}: {error}") from None
     if preset.fp16:
         gpu.vision_in_fp32(model)  # fp16 overflows in Qwen's vision MLP
-    if preset.lora:
-        from peft import LoraConfig, PeftModel, get_peft_model
-
-        if isinstance(model, PeftModel):  # loaded by an earlier call: adapters already on
-            return model, processor
-
-        targets = (
-            r"model\.language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
-        )
-        config = LoraConfig(
-            r=preset.lora_rank, lora_alpha=preset.lora_alpha, target_modules=targets
-        )
-        model = get_peft_model(model, config)
     return model, processor
+
+
+def gpu_placement(preset: Preset) -> dict[str, int] | None:
+    """Where ``from_pretrained`` puts the weights: straight onto this process's GPU (Colab
+    has 12.7 GB of host RAM, the 3B in fp32 on the CPU first would be 15 GB), or None (the
+    CPU; and DeepSpeed ZeRO-3, which places the shards itself)."""
+    if preset.device != "cuda" or not torch.cuda.is_available():
+        return None
+    if os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3":
+        return None
+    return {"": int(os.environ.get("LOCAL_RANK", "0"))}
+
+
+LORA_TARGETS = (
+    r"model\.language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
+)
+
+
+def lora_config(preset: Preset) -> Any:
+    """PEFT's LoRA settings of a run: rank and alpha of ``preset`` on every projection of the
+    language model (the vision tower stays frozen, as in GRIT's LoRA-free run)."""
+    from peft import LoraConfig
+
+    return LoraConfig(r=preset.lora_rank, lora_alpha=preset.lora_alpha,
+                      target_modules=LORA_TARGETS)  # fmt: skip
 
 
 def random_3b(dtype: torch.dtype = torch.bfloat16) -> tuple[Any, Any]:
@@ -121,10 +136,15 @@ def random_3b(dtype: torch.dtype = torch.bfloat16) -> tuple[Any, Any]:
 
 
 def grpo_config(
-    preset: Preset, output: str | Path, world_size: int = 1, raw_log: bool = False
+    preset: Preset,
+    output: str | Path,
+    world_size: int = 1,
+    raw_log: bool = False,
+    save: bool = True,
 ) -> Any:
     """TRL's ``GRPOConfig`` for ``preset``: GRIT's loss, KL and batch shape. ``raw_log``
-    keeps the Trainer's own bar and printed log dicts instead of the course's bar."""
+    keeps the Trainer's own bar and printed log dicts instead of the course's bar; without
+    ``save`` no checkpoint is written (the preflight's steps)."""
     from trl import GRPOConfig
 
     per_device, accumulation = batch_split(preset, world_size)
@@ -132,6 +152,8 @@ def grpo_config(
     vllm = {}
     if preset.vllm:
         vllm = {"use_vllm": True, "vllm_mode": preset.vllm, "vllm_server_base_url": preset.vllm_url}
+    if preset.vllm == "colocate":  # TRL's defaults (0.3 of the card, the model's 128k) do not
+        vllm |= gpu.vllm_colocate_settings(preset)  # fit beside the policy being trained
     reference = "bfloat16" if preset.bf16 else "float16" if preset.fp16 else None
     return GRPOConfig(
         output_dir=str(output),
@@ -161,7 +183,7 @@ def grpo_config(
         activation_checkpointing=preset.gradient_checkpointing,  # the new name of the knob
         save_total_limit=preset.keep_checkpoints,
         save_only_model=preset.weights_only_checkpoints,
-        save_strategy="steps",
+        save_strategy="steps" if save else "no",
         save_steps=preset.save_steps,
         logging_steps=preset.logging_steps,
         seed=preset.seed,
@@ -207,71 +229,6 @@ def data_arg(text: str) -> str:
         ) from None
 
 
-def _grit_triplets(cache: Path) -> list[data.Record]:
-    """GRIT's 20 triplets from ``cache``, downloaded there first if it does not hold them."""
-    try:
-        return data.load_grit_train(cache)
-    except data.DataError:
-        data.fetch_grit_data(cache)
-        return data.load_grit_train(cache)
-
-
-def knows_only_shapes(model: str) -> bool:
-    """Whether ``model`` is the course's tiny model (or trained from it): a 640-word vocabulary
-    of shapes and colours that cannot read a photograph's question."""
-    if model == "tiny":
-        return True
-    config = Path(model).expanduser() / "config.json"
-    try:
-        text = json.loads(config.read_text()).get("text_config", {})
-    except (OSError, ValueError, AttributeError):
-        return False
-    return isinstance(text, dict) and text.get("vocab_size", 10**6) <= 1024
-
-
-SYNTHETIC = "the 20 synthetic triplets"
-GRIT = "GRIT's 20 triplets (VSR and TallyQA)"
-
-
-def training_data(
-    choice: str | None = None,
-    model: str = "tiny",
-    cache: Path = data.GRIT_DATA_CACHE,
-    say: Any = print,
-    fallback: bool = False,
-) -> tuple[list[tuple[data.Record, Any]], str]:
-    """The triplets a run trains on, and a line naming them and why.
-
-    ``choice`` is ``synthetic``, ``grit``, a folder, or None for the model's default: the tiny
-    model only knows the synthetic shapes, so it gets the synthetic triplets; a real VLM gets
-    GRIT's own 20 (VSR and TallyQA photos, the paper's setting). When they cannot be had, the
-    run does not quietly train on something else: with no network (the hub unreachable) the
-    default falls back to the synthetic triplets and says so; anything else (``grit`` asked
-    for, a hub copy without its images) is an error naming what is missing, unless
-    ``fallback`` asks for the synthetic triplets instead. The line goes to ``say`` only on a
-    fallback; the caller keeps it for the run's ``preset.json`` and tables.
-    """
-    if choice is None and knows_only_shapes(model):
-        return data.train_split(), f"{SYNTHETIC} (the tiny model knows only shapes)"
-    if choice == "synthetic":
-        return data.train_split(), f"{SYNTHETIC} (asked for)"
-    if choice not in ("grit", None):
-        records = data.load_grit_train(choice)
-        return [(r, data.open_image(r.image_path)) for r in records], f"{GRIT} from {choice}"
-    try:
-        records = _grit_triplets(cache)
-    except data.DataError as error:
-        offline = isinstance(error, data.Unreachable) and choice is None
-        if not (offline or fallback):
-            hint = "To train on the synthetic triplets instead, pass --data synthetic."
-            raise data.DataError(f"{error} {hint}") from None
-        reason = str(error).split(". ")[0]
-        source = f"{SYNTHETIC}, NOT GRIT's: {reason}"
-        say(f"training on {source}; --data FOLDER uses a local copy")
-        return data.train_split(), source
-    return [(r, data.open_image(r.image_path)) for r in records], f"{GRIT} from {cache}"
-
-
 # ---------------------------------------------------------------------------------------------
 # What a run writes besides checkpoints
 # ---------------------------------------------------------------------------------------------
@@ -285,46 +242,37 @@ def tune_for_speed(trainer: Any, preset: Preset) -> None:
     if trainer.args.cache_implementation == "static":
         gpu.keep_one_static_cache(trainer.model)
         gpu.compile_decoding(trainer)
-        gpu.eager_fallback(trainer)
+    gpu.eager_fallback(trainer)  # and sampling/compiled, for every run: 0 where never compiled
     sharded = trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled  # they keep masters
     low_precision = next(trainer.model.parameters()).dtype != torch.float32
     if not preset.lora and low_precision and not sharded:
         trainer.optimizer = gpu.master_weight_optimizer(trainer, trainer.model)
 
 
-def reload_weights_on_resume(trainer: Any) -> None:
-    """Make ``--resume`` load a full model's weights back.
-
-    ``save_pretrained`` writes Qwen2.5-VL's weights under the hub's key names
-    (``model.layers.0...``) while the module tree names them ``model.language_model.layers.0...``;
-    ``Trainer`` reloads a checkpoint with a plain ``load_state_dict(strict=False)``, which
-    matches no key and leaves the weights where they started. ``from_pretrained`` maps the
-    names, so the checkpoint is read with it. Adapters (LoRA) reload correctly already.
-    """
-    original = trainer._load_from_checkpoint
-
-    def load(resume_from_checkpoint: str, model: Any = None) -> None:
-        target = trainer.model if model is None else model
-        if hasattr(target, "get_base_model") or trainer.is_deepspeed_enabled:
-            return original(resume_from_checkpoint, model)
-        saved = type(target).from_pretrained(resume_from_checkpoint, dtype=target.dtype)
-        target.load_state_dict(saved.state_dict())  # strict: every weight or an error
-        del saved
-        optimizer = getattr(trainer.optimizer, "optimizer", trainer.optimizer)
-        if isinstance(optimizer, gpu.MasterWeightAdamW):  # else they would undo the load
-            optimizer.sync_masters()  # optimizer.pt, when there is one, overwrites them next
-
-    trainer._load_from_checkpoint = load
-
-
 def time_generation(trainer: Any, single_thread: bool = False) -> None:
-    """Log ``generation_time`` (s per step) next to TRL's ``step_time`` (generation + update).
+    """Log ``generation_time`` (s per step) next to TRL's ``step_time`` (generation + update),
+    and ``sampling/decode_time``: the part of it after the prompt's prefill, the only part
+    that grows with the completions' length (the preflight scales it).
 
     The split says where a step goes: on a CPU or with long completions, sampling dominates.
     ``single_thread`` samples on one CPU thread: the tiny model's matrices are so small that
     a second OpenMP thread mostly spin-waits (decoding was ~20x slower on a busy 2-core box).
+    An out-of-memory error while sampling is marked as such for :class:`runs.OutOfMemory`.
     """
     original = trainer._generate
+    base = gpu._base(trainer.model)
+    prefill = getattr(base._prefill, "untimed", base._prefill)
+    prefilled: list[float] = []
+
+    def timed_prefill(*args: Any, **kwargs: Any) -> Any:
+        out = prefill(*args, **kwargs)
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        prefilled.append(time.perf_counter())
+        return out
+
+    timed_prefill.untimed = prefill  # type: ignore[attr-defined]
+    base._prefill = timed_prefill
 
     def timed(prompts: Any) -> Any:
         if torch.cuda.is_available():
@@ -332,14 +280,21 @@ def time_generation(trainer: Any, single_thread: bool = False) -> None:
         threads = torch.get_num_threads()
         if single_thread:
             torch.set_num_threads(1)
+        prefilled.clear()
         start = time.perf_counter()
         try:
             out = original(prompts)
+        except torch.OutOfMemoryError as error:
+            error.stage = "sampling"  # type: ignore[attr-defined]
+            raise
         finally:
             torch.set_num_threads(threads)
         if torch.cuda.is_available():
             torch.cuda.synchronize()
-        trainer._metrics["train"]["generation_time"].append(time.perf_counter() - start)
+        end = time.perf_counter()
+        metrics = trainer._metrics["train"]
+        metrics["generation_time"].append(end - start)
+        metrics["sampling/decode_time"].append(end - (prefilled[-1] if prefilled else start))
         return out
 
     trainer._generate = timed
@@ -376,6 +331,7 @@ def train(
     heldout: bool = False,
     max_minutes: float | None = None,
     data_source: str | None = None,
+    trial: bool = False,
 ) -> Any:
     """Run GRPO-GR with ``preset``; returns the trainer. Writes the run folder ``output``.
 
@@ -387,15 +343,20 @@ def train(
     ``items`` (already loaded triplets, described by ``data_source``) replaces ``data_choice``
     (see :func:`training_data`); ``preset.json`` keeps which triplets the run trained on.
     With ``max_minutes`` the run stops after the first step past that many minutes, with a
-    checkpoint, its pictures and its tables, and raises :class:`grit_lite.runs.OutOfTime`.
+    checkpoint, ``final/``, its pictures and its tables, and raises
+    :class:`grit_lite.runs.OutOfTime`. Out of GPU memory it raises
+    :class:`grit_lite.runs.OutOfMemory`: one line with the knobs to turn and the last
+    checkpoint. A ``trial`` (the preflight) saves nothing and hands a ``model`` passed in
+    back as it came: LoRA layers taken off, so the real run can put on its own.
     """
     from transformers.utils import logging as hf_logging
     from trl import GRPOTrainer
 
-    if preset.vllm and (problem := gpu.vllm_problem()):
+    if preset.vllm and (problem := gpu.vllm_problem() or gpu.vllm_colocate_problem(preset)):
         raise TrainError(problem)
     output = runs.check_folder(output, resume, overwrite)
-    runs.check_disk(preset, output, _parameters(preset, model))
+    if not trial:
+        runs.check_disk(preset, output, _parameters(preset, model))
     if preset.device == "cpu":
         torch.set_num_threads(min(2, os.cpu_count() or 1))
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
@@ -418,6 +379,7 @@ def train(
         output.mkdir(parents=True, exist_ok=True)
         record = {**dataclasses.asdict(preset), "data": data_source or "given by the caller"}
         (output / "preset.json").write_text(json.dumps(record, indent=1))
+    adapters = preset.lora and not hasattr(model, "peft_config")  # not already a PeftModel
     if preset.beta and not preset.lora and not model.config._name_or_path:
         save_reference(model, output / "reference", preset.bf16)
     quiet_libraries()
@@ -426,21 +388,22 @@ def train(
         hf_logging.disable_progress_bar()  # "Loading weights" / "Writing model shards" bars
     stop = threading.Event()
     stopper = runs.stop_callback(stop, max_minutes)
+    weights_only = preset.weights_only_checkpoints or (preset.device == "cuda" and not preset.lora)
     trainer = GRPOTrainer(
         model=model,
         reward_funcs=reward_functions(preset.rewards, processor),
-        args=grpo_config(preset, output, world_size, raw_log),
+        args=grpo_config(preset, output, world_size, raw_log, save=not trial),
         train_dataset=data.to_dataset(items),
         processing_class=processor,
+        peft_config=lora_config(preset) if adapters else None,
         callbacks=[report.metrics_callback(output / "metrics.jsonl"), stopper,
                    *([runs.weights_only_callback(not preset.weights_only_checkpoints)]
-                     if preset.weights_only_checkpoints or (preset.device == "cuda"
-                                                            and not preset.lora) else []),
+                     if weights_only else []),
                    *([report.progress_bar()] if progress and not raw_log else []),
                    *callbacks],
     )  # fmt: skip
     tune_for_speed(trainer, preset)
-    reload_weights_on_resume(trainer)
+    runs.reload_weights_on_resume(trainer)
     time_generation(trainer, single_thread=preset.device == "cpu")
     if not raw_log:  # the bar above, or nothing; metrics.jsonl has every log line
         from transformers import PrinterCallback
@@ -456,25 +419,30 @@ def train(
     try:
         with runs.stop_on_interrupt(stop):
             trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-        if main and (output / "metrics.jsonl").is_file():
-            report.plot_rewards(report.read_metrics(output / "metrics.jsonl"),
-                                output / "rewards.png")  # fmt: skip
-        step = trainer.state.global_step
-        out_of_time = stopper.timed_out.is_set() and step < trainer.state.max_steps
-        if stop.is_set() and not stopper.timed_out.is_set():
-            raise runs.Stopped(step, runs.checkpoints(output)[-1])
-        if not out_of_time:  # the whole run (a budget that ends at the last step included)
+        interrupted = stop.is_set() and not stopper.timed_out.is_set()  # Ctrl-C
+        if not (trial or interrupted):  # a finished run, or one its budget ended: the model
             trainer.save_model(str(output / "final"))
+    except torch.OutOfMemoryError as error:
+        trainer.accelerator.free_memory()
+        raise runs.OutOfMemory(preset, trainer.state.global_step, output, error) from None
     finally:
         if bars_were_on:
             hf_logging.enable_progress_bar()
+        if trial and adapters:  # the caller's model as it came, for the run to adapt
+            trainer.model.unload()
+    if main and not trial and (output / "metrics.jsonl").is_file():
+        report.plot_rewards(report.read_metrics(output / "metrics.jsonl"), output / "rewards.png")
+    step = trainer.state.global_step
+    if interrupted:
+        raise runs.Stopped(step, runs.checkpoints(output)[-1])
+    out_of_time = stopper.timed_out.is_set() and step < trainer.state.max_steps
     if main and n_rollouts:
         end = report.rollouts(trainer.model, processor, shown, tokens)
         report.write_rollouts(output, "end", end, shown)
     if before is not None:
         after = report.heldout_summary(trainer.model, processor, held, tokens)
         report.write_heldout(output, before, after, len(held))
-    if out_of_time:  # the model so far is drawn and scored above; the run can go on
+    if out_of_time:  # the model so far is saved, drawn and scored above; the run can go on
         raise runs.OutOfTime(step, runs.checkpoints(output)[-1], max_minutes or 0.0, trainer)
     return trainer
 
@@ -507,7 +475,11 @@ def with_overrides(preset: Preset, args: argparse.Namespace) -> Preset:
         "save_steps": args.save_steps,
         "keep_checkpoints": args.keep_checkpoints,
         "weights_only_checkpoints": True if args.weights_only_checkpoints else None,
+        "max_completion_length": args.max_completion_length,
+        "max_pixels": args.max_pixels,
     }
+    if args.lora_rank:  # alpha follows the rank: the adapters' scale (alpha / r) is kept
+        changes |= {"lora_rank": args.lora_rank, "lora_alpha": 2 * args.lora_rank}
     if args.epochs is not None:  # epochs count only when max_steps is not positive
         changes |= {"num_train_epochs": args.epochs, "max_steps": -1}
     if args.num_generations:
@@ -561,6 +533,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--save-steps", type=positive_int, help="checkpoint every N steps")
     p.add_argument("--lr", type=positive, help="learning rate")
     p.add_argument("--lora", action="store_true", help="LoRA instead of full fine-tuning")
+    p.add_argument("--lora-rank", type=positive_int, help="LoRA's rank r (alpha: 2r)")
+    p.add_argument("--max-completion-length", type=runs.number_arg(int, 16, False),
+                   metavar="TOKENS", help="completion tokens at most (GRIT: 1000)")  # fmt: skip
+    p.add_argument("--max-pixels", type=runs.number_arg(int, QWEN_MIN_PIXELS, False),
+                   help="image cap in pixels (GRIT: 200704, 256 image tokens)")  # fmt: skip
     p.add_argument("--rewards", choices=REWARD_SETS,
                    help="grit+iou adds a reward for the boxes' place (not GRIT's)")  # fmt: skip
     p.add_argument("--seed", type=runs.number_arg(int, 0, False))
@@ -614,11 +591,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     again = resume_command(argv, name, output)
     budget = ""
     try:
-        train(preset, output, resume=args.resume, data_choice=args.data,
-              n_rollouts=args.rollouts, overwrite=args.overwrite, raw_log=args.raw_log,
-              heldout=not args.no_heldout, max_minutes=args.max_minutes)  # fmt: skip
+        loaded: dict[str, Any] = {}
+        if args.max_minutes:
+            preset, loaded = budgeted(preset, name, output, args)
+        if preset is not None:
+            train(preset, output, resume=args.resume, data_choice=args.data,
+                  n_rollouts=args.rollouts, overwrite=args.overwrite, raw_log=args.raw_log,
+                  heldout=not args.no_heldout, max_minutes=args.max_minutes,
+                  **loaded)  # fmt: skip
     except (TrainError, data.DataError, runs.RunFolderError) as error:
         raise SystemExit(f"error: {error}") from None
+    except runs.OutOfMemory as error:
+        hint = f"; continue with: {again}" if error.checkpoint else ""
+        raise SystemExit(f"error: {error}{hint}") from None
     except runs.OutOfTime as stopped:  # asked for: not a failure
         budget = f"\n{stopped}\ncontinue with: {again}"
     except runs.Stopped as stopped:
@@ -630,6 +615,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         hint = f"\ncontinue with: {again}" if found else ""
         print(f"\ninterrupted: {kept}{hint}", file=sys.stderr)
         raise SystemExit(130) from None
+    if preset is None:
+        raise SystemExit(1)  # the preflight said why
     folder = Path(output)
     if (folder / "heldout.txt").is_file():
         print("\n" + (folder / "heldout.txt").read_text(encoding="utf-8"), end="")
@@ -637,6 +624,31 @@ def main(argv: Sequence[str] | None = None) -> None:
     print("\n".join(["", f"run folder: {folder}", *(f"  {p}" for p in pictures if p.is_file())]))
     if budget:
         print(budget)
+
+
+def budgeted(
+    preset: Preset, name: str, output: str, args: argparse.Namespace
+) -> tuple[Preset | None, dict[str, Any]]:
+    """``--max-minutes`` from the command line, as notebook 06 does it: the preflight's
+    projection sets how many steps the minutes buy, so the schedule (the cosine's decay)
+    ends within them. The model and triplets are loaded once, for the preflight and the
+    run. A resumed run keeps the length it was given; and without ``--max-steps`` or
+    ``--epochs`` only (they set the length themselves)."""
+    if args.resume:
+        saved = runs.saved_length(Path(output))
+        return (dataclasses.replace(preset, max_steps=saved[0], save_steps=saved[1])
+                if saved else preset), {}  # fmt: skip
+    if args.max_steps or args.epochs:
+        return preset, {}
+    runs.check_folder(output, args.resume, args.overwrite)  # before a model is loaded
+    say = functools.partial(print, flush=True)
+    items, source = training_data(args.data, preset.model, say=say)
+    model, processor = load_model(preset)
+    loaded = {"model": model, "processor": processor, "items": items, "data_source": source}
+    sized = preflight.size_to_budget(preset, args.max_minutes, name, train,
+                                     functools.partial(_parameters, model=model), Path(output),
+                                     **loaded)  # fmt: skip
+    return sized, loaded
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ import dataclasses
 import gc
 import json
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ from grit_lite import data, evaluate, gpu, preflight, presets, report, runs, sco
 MODEL_ENV = "GRIT_LITE_GPU_MODEL"  # a hub id, a folder, or random-3b
 MINUTES_ENV = "GRIT_LITE_GPU_MINUTES"
 T4_MINUTES = 25.0  # of training; loading and the two scorings come on top
-CHECKPOINT_MINUTES = 5.0  # a disconnect loses at most about this much training
+BEFORE = "heldout_before.json"  # the start model's scores, kept for a resumed section
 DRIVE = Path("/content/drive")  # where Colab mounts Google Drive
 SKIPPED = (
     "GPU section skipped: {why}. To run it, open this notebook in Colab (Runtime > Change "
@@ -67,11 +68,14 @@ class Walkthrough:
     summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
-def run_folder(use_drive: bool, name: str = "walkthrough", mount: Any = None,
+def run_folder(use_drive: bool | None = None, name: str = "walkthrough", mount: Any = None,
                root: Path = DRIVE) -> Path:  # fmt: skip
     """``runs/<name>``, or with ``use_drive`` a folder on Google Drive, which outlives the
-    Colab runtime (idle disconnects, the 12-hour cap, a pre-empted free GPU). ``mount`` is
-    ``google.colab.drive.mount`` unless given (tests give a stand-in)."""
+    Colab runtime (idle disconnects, the 12-hour cap, a pre-empted free GPU). By default
+    Drive is used in Colab and nowhere else. ``mount`` is ``google.colab.drive.mount``
+    unless given (tests give a stand-in)."""
+    if use_drive is None:
+        use_drive = "google.colab" in sys.modules
     if not use_drive:
         return Path("runs") / name
     if mount is None:
@@ -203,8 +207,10 @@ def show_triplets(w: Walkthrough | None, n: int = 4) -> None:
 
 
 def _score(w: Walkthrough, stage: str, model: Any) -> dict[str, Any]:
-    """Greedy answers on the held-out questions, scored as notebook 07 scores them."""
-    tokens = min(w.preset.max_completion_length, 256)
+    """Greedy answers on the held-out questions, scored as notebook 07 scores them, at the
+    run's own completion length (GRIT's answers are a few hundred tokens: a shorter cap
+    would cut the "before" answers off and score them wrong)."""
+    tokens = w.preset.max_completion_length
     with report.eval_mode(model):
         rows = scoring.evaluate_model(model, w.processor, w.heldout, tokens, progress=False)
     w.rows[stage] = rows
@@ -213,24 +219,24 @@ def _score(w: Walkthrough, stage: str, model: Any) -> dict[str, Any]:
 
 
 def load(w: Walkthrough | None) -> Any:
-    """The start model, and its scores on the held-out questions before any RL (a table)."""
+    """The start model, and its scores on the held-out questions before any RL (a table).
+    A section run again to continue its run reads them from the run folder instead."""
     if w is None:
         return None
-    # LoRA adapters start at zero: with them on, the model still answers as it was trained.
     w.model, w.processor = train.load_model(w.preset)
     if w.preset.device != "cpu" and torch.cuda.is_available():
         w.model.to("cuda")
-    _score(w, "before", w.model)
+    saved = w.output / BEFORE
+    if w.resume and saved.is_file():
+        kept = json.loads(saved.read_text(encoding="utf-8"))
+        w.rows["before"], w.summaries["before"] = kept["rows"], kept["summary"]
+        print(f"the start model's scores, from {saved} (the run is being continued)")
+    else:
+        _score(w, "before", w.model)
+        w.output.mkdir(parents=True, exist_ok=True)
+        kept = {"rows": w.rows["before"], "summary": w.summaries["before"]}
+        saved.write_text(json.dumps(kept), encoding="utf-8")
     return evaluate.compare({"before": w.summaries["before"]})
-
-
-def _saved_length(output: Path) -> tuple[int, int] | None:
-    """(max_steps, save_steps) of the run in ``output``, from its ``preset.json``."""
-    try:
-        saved = json.loads((output / "preset.json").read_text(encoding="utf-8"))
-        return int(saved["max_steps"]), int(saved["save_steps"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
 
 
 def budget(w: Walkthrough | None) -> int:
@@ -238,37 +244,22 @@ def budget(w: Walkthrough | None) -> int:
     preflight says the run will not work. A run being continued keeps its own length."""
     if w is None:
         return 0
-    if w.resume and (saved := _saved_length(w.output)):
+    if w.resume and (saved := runs.saved_length(w.output)):
         steps, save_steps = saved
         done = runs.checkpoint_step(runs.checkpoints(w.output)[-1])
         w.preset = dataclasses.replace(w.preset, max_steps=steps, save_steps=save_steps)
         print(f"continuing at step {done} of {steps}, for {w.minutes:g} min more at most")
         w.steps = steps
         return steps
-    # The preflight trains the loaded model for two steps at learning rate 0: it measures the
-    # run without moving a weight (an update of lr x anything is 0; weight decay too).
-    name = w.model.config._name_or_path  # a saved reference would point into its temp folder
-    verdict = preflight.check_preset(
-        dataclasses.replace(w.preset, learning_rate=0.0), w.name, train.train,
+    sized = preflight.size_to_budget(
+        w.preset, w.minutes, w.name, train.train,
         lambda preset: train._parameters(preset, w.model), w.output, model=w.model,
         processor=w.processor, items=w.items, data_source=w.data_source,
     )  # fmt: skip
-    w.model.config._name_or_path = name
-    gc.collect()  # the preflight's trainer and optimizer
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-    if not verdict.ok:
-        print("the run is not started: the preflight above says why")
+    if sized is None:
         return 0
-    step_s = max(verdict.step_s, 1e-3)
-    steps = max(1, int(60 * w.minutes // step_s))
-    save_steps = max(1, min(steps, round(60 * CHECKPOINT_MINUTES / step_s)))
-    w.preset = dataclasses.replace(w.preset, max_steps=steps, save_steps=save_steps)
-    print(f"{w.minutes:g} min buy {steps} steps here, at the projected {step_s:.1f} s a "
-          f"step (GRIT's run: 2000); the learning rate's cosine spans them; a checkpoint every "
-          f"{save_steps} steps")  # fmt: skip
-    w.steps = steps
-    return steps
+    w.preset, w.steps = sized, sized.max_steps
+    return w.steps
 
 
 def live_curves() -> Any:
@@ -310,6 +301,13 @@ def run(w: Walkthrough | None) -> Any:
     except runs.OutOfTime as stopped:
         w.trainer = stopped.trainer
         print(f"{stopped}. Run this section again to continue from there.")
+    except (presets.TrainError, runs.OutOfMemory) as error:  # one line, not a traceback
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        again = " Run this section again to continue from it." if runs.checkpoints(w.output) else ""
+        print(f"the run stopped: {error}.{again}")
+        return None
     return w.output
 
 

@@ -194,6 +194,12 @@ def test_vllm_options_reach_trl(tmp_path):
     assert config.cache_implementation is None  # vLLM samples: no static cache to compile
     colocate = train.grpo_config(dataclasses.replace(full, vllm="colocate"), tmp_path)
     assert colocate.use_vllm and colocate.vllm_mode == "colocate"
+    # sized for the run, not TRL's 0.3 of the card and the model's whole context: the bf16
+    # weights (7.0 GiB), 8 sequences of 1750 tokens at 36 KiB a token (0.5 GiB), 3 GiB more
+    assert colocate.vllm_max_model_length == 750 + 1000
+    assert colocate.vllm_gpu_memory_utilization == 0.15  # 10.5 of 80 GiB, up to the next 0.05
+    t4 = gpu.vllm_colocate_settings(train.PRESETS["qwen2.5-vl-3b-colab"], card_gib=15.0)
+    assert t4 == {"vllm_gpu_memory_utilization": 0.7, "vllm_max_model_length": 750 + 512}
     assert not train.grpo_config(full, tmp_path).use_vllm
 
 

@@ -59,6 +59,8 @@ def test_an_eager_failure_is_not_hidden(tmp_path):
     """Only the fast path falls back: a failure of eager decoding itself still stops the run."""
     model, processor = tiny.load_tiny(tiny.SHIPPED)
     trainer = type("Trainer", (), {})()
+    trainer.model = model
+    trainer.accelerator = type("Accelerator", (), {"unwrap_model": lambda self, m: m})()
     trainer.generation_config = type("Config", (), {"disable_compile": True})()
     trainer._metrics = {"train": {}}
     trainer._generate = lambda prompts: (_ for _ in ()).throw(ValueError("bad prompt"))
@@ -147,11 +149,12 @@ def test_vision_in_fp32_turns_autocast_off_inside_the_tower():
 def test_each_lora_layer_gets_its_own_adapter_list():
     """PEFT gives every tuner layer one shared list; TRL's first step replaces them with
     separate ones, which fails the compiled graph's aliasing guard and compiles again."""
+    from peft import get_peft_model
     from peft.tuners.tuners_utils import BaseTunerLayer
 
     model, processor = _small()
     preset = dataclasses.replace(train.PRESETS["tiny-cpu"], lora=True)
-    model, _ = train.load_model(preset, model, processor)
+    model = get_peft_model(model, train.lora_config(preset))  # what GRPOTrainer does with it
     layers = [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
     assert len({id(m._active_adapter) for m in layers}) == 1  # PEFT's layout: one list
     assert gpu.own_adapter_lists(model) == len(layers)
@@ -239,3 +242,111 @@ def test_sampling_compiles_once_for_the_run(monkeypatch, tmp_path, lora):
     rows = report.read_metrics(tmp_path / "metrics.jsonl")
     assert [r["sampling/compiled"] for r in rows] == [1.0] * 4  # no fallback either
     assert frames.after[0] > 0 and frames.after == [frames.after[0]] * 4, frames.after
+
+
+# -- what the fallback leaves behind, and what it does not retry ---------------------------------
+
+
+def _compiled(model, compiled_call):
+    """``generate`` takes its compiled path on the CPU, decoding with ``compiled_call``."""
+    model._valid_auto_compile_criteria = lambda kwargs, config: (
+        not config.disable_compile and getattr(kwargs.get("cache"), "is_compileable", False))
+    model.get_compiled_call = lambda config: compiled_call
+
+
+def _fast(**changes):
+    return _preset(**{"fast_sampling": True, "max_steps": 2, "save_steps": 100, **changes})
+
+
+def test_after_a_fallback_eager_decoding_runs_without_the_fast_path(tmp_path):
+    model, processor = _small()
+    failed = []
+
+    def broken(*args, **kwargs):
+        failed.append(1)
+        raise RuntimeError("injected: cudagraph capture failed")
+
+    _compiled(model, broken)
+    trainer = train.train(_fast(gradient_checkpointing=True), tmp_path, model=model,
+                          processor=processor, n_rollouts=0, progress=False)  # fmt: skip
+    config = trainer.generation_config
+    assert failed == [1] and config.disable_compile and config.cache_implementation is None
+    assert config.max_cache_len is None  # eager decoding with a dynamic cache, as eager runs
+    assert "_prepare_static_cache" not in vars(model) and "_compiled_call" not in vars(model)
+    assert gpu._checkpointing(trainer.model)  # TRL's unwrap switched it off; it is back on
+
+
+@pytest.mark.parametrize("error", [
+    torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 4.00 GiB"),
+    RuntimeError("probability tensor contains either `inf`, `nan` or element < 0"),
+], ids=["out-of-memory", "non-finite"])  # fmt: skip
+def test_errors_that_are_not_the_compilers_are_not_retried_eagerly(tmp_path, capsys, error):
+    model, processor = _small()
+
+    def fails(*args, **kwargs):
+        raise error
+
+    _compiled(model, fails)
+    expected = train.runs.OutOfMemory if isinstance(error, torch.OutOfMemoryError) else type(error)
+    with pytest.raises(expected):
+        train.train(_fast(), tmp_path, model=model, processor=processor, n_rollouts=0,
+                    progress=False)  # fmt: skip
+    assert "compiled decoding failed" not in capsys.readouterr().out
+
+
+def test_an_error_that_survives_the_fallback_stops_the_run_in_one_line(monkeypatch, tmp_path):
+    model, processor = _small()
+    lost = RuntimeError("CUDA error: an illegal memory access was encountered\nmore lines")
+
+    def fails(*args, **kwargs):
+        raise lost
+
+    _compiled(model, fails)
+    eager = model.forward
+
+    def forward(*args, **kwargs):  # the eager decode steps fail too: the context is lost
+        if kwargs.get("input_ids") is not None and kwargs["input_ids"].shape[1] == 1:
+            raise lost
+        return eager(*args, **kwargs)
+
+    model.forward = forward
+    monkeypatch.setattr(train, "load_model", lambda preset, *a, **k: (model, processor))
+    monkeypatch.setitem(train.PRESETS, "tiny-cpu", _fast())
+    with pytest.raises(SystemExit) as stopped:
+        train.main(["--preset", "tiny-cpu", "--output", str(tmp_path / "run"), "--rollouts", "0",
+                    "--no-heldout"])  # fmt: skip
+    message = str(stopped.value.code)
+    assert message == ("error: sampling failed eagerly too (RuntimeError: CUDA error: an "
+                       "illegal memory access was encountered)")  # fmt: skip
+
+
+def test_sampling_compiled_is_0_where_the_graph_did_not_really_run(tmp_path):
+    """A CUDA graph skipped (inductor counts it) or dynamo's recompile limit hit (it then runs
+    the frame eagerly, saying so only in its log) is not compiled decoding."""
+    import logging
+
+    model, processor = _small()
+    generated, seen = [], set()
+    original = model.generate
+
+    def generate(*args, **kwargs):  # counts the steps' sampling calls
+        generated.append(1)
+        return original(*args, **kwargs)
+
+    def compiled(*args, **kwargs):
+        step = len(generated)
+        if step not in seen:
+            seen.add(step)
+            if step == 1:  # inductor skips the CUDA graph
+                torch._dynamo.utils.counters["inductor"]["cudagraph_skips"] += 1
+            if step == 2:  # dynamo hits its recompile limit
+                logging.getLogger("torch._dynamo.convert_frame").warning(
+                    "torch._dynamo hit config.%s (%s)", "recompile_limit", 8)
+        return model.__call__(*args, **kwargs)
+
+    model.generate = generate
+    _compiled(model, compiled)
+    train.train(_fast(max_steps=3, max_completion_length=8), tmp_path, model=model,
+                processor=processor, n_rollouts=0, progress=False)  # fmt: skip
+    used = [row["sampling/compiled"] for row in report.read_metrics(tmp_path / "metrics.jsonl")]
+    assert used == [0.0, 0.0, 1.0]

@@ -53,9 +53,13 @@ def test_eight_completions_per_step_on_any_number_of_gpus(world):
 
 def test_lora_preset_wraps_a_scaled_down_model():
     """The 3B LoRA preset, built on CPU around a tiny model of the same architecture."""
+    from peft import get_peft_model
+
     model, processor = tiny.build_tiny(seed=0, hidden=64, layers=2, vision_hidden=32)
     preset = train.PRESETS["qwen2.5-vl-3b-lora"]
-    peft_model, _ = train.load_model(preset, model, processor)
+    base, _ = train.load_model(preset, model, processor)
+    assert base is model and not hasattr(base, "peft_config")  # the trainer puts them on
+    peft_model = get_peft_model(base, train.lora_config(preset))  # as GRPOTrainer does
     trainable = {n for n, p in peft_model.named_parameters() if p.requires_grad}
     assert trainable and all("lora_" in n for n in trainable)
     assert all(".language_model." in n for n in trainable)  # the vision tower stays frozen
@@ -256,7 +260,9 @@ def test_full_fine_tuning_samples_from_bf16_and_updates_fp32_masters(monkeypatch
     lora = dataclasses.replace(full, lora=True)
     policy, _ = train.load_model(full)
     assert {p.dtype for p in policy.parameters()} == {torch.bfloat16}
-    adapted, _ = train.load_model(lora)
+    from peft import get_peft_model
+
+    adapted = get_peft_model(train.load_model(lora)[0], train.lora_config(lora))
     frozen = {p.dtype for p in adapted.parameters() if not p.requires_grad}
     assert frozen == {torch.bfloat16}  # LoRA's base never changes: bf16 halves its memory
     assert {p.dtype for p in adapted.parameters() if p.requires_grad} == {torch.float32}

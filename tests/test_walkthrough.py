@@ -69,15 +69,15 @@ def _steady(monkeypatch, step_s=10.0):
     """A preflight that projects ``step_s`` a step, and a clock that stands still: the steps
     a budget buys, and when a run stops, no longer depend on this machine's speed."""
     real = walkthrough.preflight.project
-    timing = lambda rows, preset: {**real(rows, preset), "step_s": step_s}  # noqa: E731
+    timing = lambda rows, preset, short=None: {**real(rows, preset, short), "step_s": step_s}  # noqa: E731
     monkeypatch.setattr(walkthrough.preflight, "project", timing)
     monkeypatch.setattr(walkthrough.runs, "_clock", lambda: 0.0)
 
 
 def test_every_cell_runs_with_the_tiny_model_standing_in(monkeypatch, tmp_path, capsys):
     _steady(monkeypatch)
-    w = walkthrough.plan(minutes=0.5, output=tmp_path / "run", preset=_tiny_preset(),
-                         heldout_folder=FIXTURE)  # fmt: skip
+    w = walkthrough.plan(minutes=0.5, output=tmp_path / "run", preset=_tiny_preset(max_steps=-1),
+                         heldout_folder=FIXTURE)  # fmt: skip  (the budget sets the length)
     assert w is not None and len(w.items) == 20 and len(w.heldout) == 6
     plan_lines = capsys.readouterr().out.splitlines()
     assert plan_lines == [
@@ -93,7 +93,8 @@ def test_every_cell_runs_with_the_tiny_model_standing_in(monkeypatch, tmp_path, 
     out = capsys.readouterr().out
     assert "check passed" in out and "0.5 min buy 3 steps here" in out
     assert all((w.model.state_dict()[k] == v).all() for k, v in weights.items())  # lr 0
-    assert not (tmp_path / "run").exists()  # the preflight wrote elsewhere
+    kept = [p.name for p in (tmp_path / "run").iterdir()]
+    assert kept == [walkthrough.BEFORE]  # the start's scores; the preflight wrote elsewhere
     assert walkthrough.run(w) == tmp_path / "run"
     assert w.trainer.state.global_step == 3
     capsys.readouterr()  # the live curves
@@ -116,7 +117,7 @@ def test_every_cell_runs_with_the_tiny_model_standing_in(monkeypatch, tmp_path, 
 
 def test_the_minutes_stop_the_run_and_the_next_run_continues_it(monkeypatch, tmp_path, capsys):
     _steady(monkeypatch, step_s=2.0)
-    w = walkthrough.plan(minutes=0.1, output=tmp_path, preset=_tiny_preset(),
+    w = walkthrough.plan(minutes=0.1, output=tmp_path, preset=_tiny_preset(max_steps=-1),
                          heldout_folder=FIXTURE)  # fmt: skip
     walkthrough.load(w)
     assert walkthrough.budget(w) == 3
@@ -129,6 +130,11 @@ def test_the_minutes_stop_the_run_and_the_next_run_continues_it(monkeypatch, tmp
     again = walkthrough.plan(minutes=0.1, output=tmp_path, preset=_tiny_preset(),
                              heldout_folder=FIXTURE)  # fmt: skip
     assert again.resume and "continuing the run there" in capsys.readouterr().out
+    scored_again = lambda *a, **k: pytest.fail("the start model was scored again")  # noqa: E731
+    monkeypatch.setattr(walkthrough.scoring, "evaluate_model", scored_again)
+    table = walkthrough.load(again)  # the "before" of the first section, from the run folder
+    assert again.summaries["before"] == w.summaries["before"] and list(table.columns) == ["before"]
+    assert "the start model's scores, from" in capsys.readouterr().out
 
 
 def test_the_live_curves_redraw_one_figure(monkeypatch):
@@ -175,9 +181,10 @@ class Disconnect(TrainerCallback):  # the runtime goes away after step 2's check
             import time; time.sleep(600)
 
 walkthrough.live_curves = Disconnect
-walkthrough.CHECKPOINT_MINUTES = 1  # a checkpoint every step, at the minute a step below
-walkthrough.preflight.project = lambda rows, preset: {"step_s": 60.0, "run_s": 240.0,
-                                                       "tokens_per_s": 1.0}
+walkthrough.preflight.CHECKPOINT_MINUTES = 1  # a checkpoint every step, a minute a step below
+walkthrough.preflight.project = lambda rows, preset, short=None: {
+    "step_s": 60.0, "run_s": 240.0, "worst_step_s": 60.0, "worst_run_s": 240.0,
+    "tokens_per_s": 1.0}
 small = dict(num_generations=2, completions_per_step=4, max_completion_length=16)
 preset = dataclasses.replace(train.PRESETS["tiny-cpu"], **small)
 w = walkthrough.plan(minutes=4, output=sys.argv[1], preset=preset,

@@ -42,11 +42,14 @@ from grit_lite.train import main
 main(sys.argv[2:])
 ' "$gib" "$@"
 }
+# A 64 GiB disk holds the venv and the wheels; what a run keeps must fit beside them: weights
+# only, one checkpoint (the full preset would otherwise keep ~90 GB of optimizer state).
+disk="--weights-only-checkpoints --keep-checkpoints 1"
 for preset in qwen2.5-vl-3b qwen2.5-vl-3b-lora qwen2.5-vl-3b-colab; do
     cap=0
     [ "$preset" = qwen2.5-vl-3b-colab ] && cap=15
     echo "== $preset: --check (cap ${cap} GiB; 0 = the whole card)"
-    timeout 75 bash -c "$(declare -f capped); capped $cap --check --preset $preset --model random-3b" \
+    timeout 75 bash -c "$(declare -f capped); capped $cap --check --preset $preset --model random-3b $disk" \
         2>&1 | grep -v "it/s]" | tee "$out/$card-$preset-check.txt"
     echo "== $preset: 3 timed steps"
     bash docs/bench/measure.sh "$preset" 3 "$card-$preset" 85 "$out" "$cap"

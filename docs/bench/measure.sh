@@ -24,7 +24,8 @@ if cap > 0:
 from grit_lite.train import main
 main(sys.argv[2:])
 ' "$cap" --preset "$preset" --model random-3b \
-    --max-steps "$steps" --rollouts 0 --output "$run" >"$dir/$name.log" 2>&1
+    --max-steps "$steps" --rollouts 0 --output "$run" \
+    --weights-only-checkpoints --keep-checkpoints 1 >"$dir/$name.log" 2>&1
 echo "exit status $?" >>"$dir/$name.log"
 kill "$sampler"
 cp "$run/metrics.jsonl" "$dir/$name.jsonl" 2>/dev/null || echo "no metrics.jsonl" >>"$dir/$name.log"
