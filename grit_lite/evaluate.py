@@ -3,6 +3,7 @@
     python -m grit_lite.evaluate --model data/tiny -n 200 --out runs/eval/base.jsonl
     python -m grit_lite.evaluate --model runs/tiny-cpu/final --split /data/grit/vsr_test.jsonl
     python -m grit_lite.evaluate --model Qwen/Qwen2.5-VL-3B-Instruct --split grit -n 100
+    python -m grit_lite.evaluate --model runs/walkthrough/final --split grit -n 100  # LoRA too
     python -m grit_lite.evaluate --model data/tiny_grpo --think-swap --max-new-tokens 128
 
 The paper measures three things, and so does this module, per completion and in summary:
@@ -101,14 +102,97 @@ def record_names(models: Sequence[str]) -> dict[str, str]:
     return names
 
 
-def load_model(name: str) -> tuple[Any, Any]:
-    """A local checkpoint folder (tiny or 3B, or a GRPO run's ``final``) or a hub id."""
+def load_model(name: str, device: str | None = None, base: str | None = None) -> tuple[Any, Any]:
+    """A local checkpoint folder (tiny or 3B, a GRPO run's ``final``, LoRA adapters) or a hub
+    id, with its processor.
+
+    The tiny model loads on the CPU in fp32, as it was trained. Any other model loads on
+    ``device`` (the GPU when there is one) in the precision and with the image cap it was
+    trained with: boxes are scored in the resized image's pixel grid, so a processor with
+    another cap would grade them in another grid. LoRA adapters are merged into their base
+    (``base``, else the one their ``adapter_config.json`` names) for fast greedy decoding.
+    """
+    from grit_lite import train
     from grit_lite.tiny import load_tiny
 
     try:
-        return load_tiny(resolve_model(name))
+        path = resolve_model(name)
+        if train.knows_only_shapes(path):
+            return load_tiny(path)
+        if not (Path(path) / "adapter_config.json").is_file():
+            return _load_vlm(path, device, _run_settings(path))
+        from peft import PeftModel
+
+        base_path = _adapters_base(path, base)
+        if train.knows_only_shapes(base_path):
+            model, processor = load_tiny(base_path)
+        else:
+            model, processor = _load_vlm(base_path, device, _run_settings(path))
+        model = PeftModel.from_pretrained(model, path, torch_device=str(model.device))
+        return model.merge_and_unload().eval(), processor
     except (OSError, ValueError) as error:  # no such hub repository, not a Qwen2.5-VL folder
         raise TrainError(f"cannot load the model {name}: {error}") from None
+
+
+def _run_settings(folder: str) -> dict[str, Any] | None:
+    """The ``preset.json`` of the run that wrote ``folder`` (its ``final`` or a checkpoint),
+    or None for a folder no run wrote: a run's precision and image cap beat the defaults."""
+    saved = Path(folder).parent / "preset.json"
+    if not Path(folder).is_dir() or not saved.is_file():
+        return None
+    return json.loads(saved.read_text(encoding="utf-8"))
+
+
+def _adapters_base(folder: str, base: str | None) -> str:
+    """The loadable base model of the LoRA adapters in ``folder``."""
+    config = json.loads((Path(folder) / "adapter_config.json").read_text(encoding="utf-8"))
+    base = base or config.get("base_model_name_or_path") or "(not named)"
+    try:
+        return resolve_model(base)
+    except TrainError:
+        raise TrainError(
+            f"the LoRA adapters in {folder} need their base model {base}, which is neither a "
+            "folder here nor on the hub: download it where you are online and pass its folder: "
+            f"--base /path/to/{Path(base).name}"
+        ) from None
+
+
+def _precision(where: Any, run: dict[str, Any] | None) -> Any:
+    """fp32 on the CPU; on a GPU the run's own precision, else bf16 where the card has it
+    natively and fp16 where it does not (a T4)."""
+    import torch
+
+    from grit_lite.presets import native_bf16
+
+    if where.type != "cuda":
+        return torch.float32
+    if run is not None and run.get("bf16"):
+        return torch.bfloat16
+    if run is not None:
+        return torch.float16 if run.get("fp16") else torch.float32
+    card = torch.cuda.get_device_properties(where)
+    return torch.bfloat16 if native_bf16((card.major, card.minor)) else torch.float16
+
+
+def _load_vlm(path: str, device: str | None, run: dict[str, Any] | None) -> tuple[Any, Any]:
+    """Qwen2.5-VL straight onto ``device`` (the 3B built in fp32 on the CPU first would need
+    15 GB of RAM and a copy), with the run's image cap (GRIT's when no run wrote it)."""
+    import torch
+    from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+
+    from grit_lite import gpu
+    from grit_lite.boxes import QWEN_MIN_PIXELS
+    from grit_lite.presets import GRIT_MAX_PIXELS
+
+    where = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dtype = _precision(where, run)
+    placement = {"device_map": str(where)} if where.type == "cuda" else {}
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(path, dtype=dtype, **placement)
+    if dtype == torch.float16:
+        gpu.vision_in_fp32(model)  # fp16 overflows in Qwen's vision MLP
+    cap = GRIT_MAX_PIXELS if run is None else run.get("max_pixels", GRIT_MAX_PIXELS)
+    size = {"size": {"shortest_edge": QWEN_MIN_PIXELS, "longest_edge": cap}} if cap else {}
+    return model.eval(), AutoProcessor.from_pretrained(path, **size)
 
 
 def compare(summaries: dict[str, dict[str, Any]]) -> Any:
@@ -369,6 +453,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="'heldout' (synthetic), 'grit' (GRIT's VSR + TallyQA sample, fetched when online)"
         " or a GRIT-format .jsonl",
     )
+    parser.add_argument(
+        "--base", help="the base model of LoRA adapters (default: the one their config names)"
+    )
     parser.add_argument("-n", type=number_arg(int, 0, True), default=200, help="items (200)")
     parser.add_argument("--out", help="folder for per-sample records (<model>.jsonl)")
     parser.add_argument("--max-new-tokens", type=number_arg(int, 0, True), default=256)
@@ -389,7 +476,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         items = load_split(args.split, args.n)
         summaries, files = {}, record_names(models)
         for name in models:
-            model, processor = load_model(name)
+            model, processor = load_model(name, base=args.base)
             rows = evaluate_model(model, processor, items, args.max_new_tokens)
             summaries[name] = summarize(rows)
             if args.think_swap:
@@ -402,6 +489,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 Path(args.out).mkdir(parents=True, exist_ok=True)
                 text = "".join(json.dumps(r) + "\n" for r in rows)
                 (Path(args.out) / files[name]).write_text(text, encoding="utf-8")
+            del model  # one model on the card at a time: two 3Bs in fp16 overfill a T4
     except (data.DataError, TrainError, RunFolderError) as error:
         raise SystemExit(f"error: {error}") from None
     print(compare(summaries).to_string())
