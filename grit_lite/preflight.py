@@ -100,6 +100,8 @@ def _prompt_tokens(rows: list[dict[str, Any]], preset: Preset, mean_length: floa
 
 
 def _duration(seconds: float) -> str:
+    if seconds < 10:
+        return f"{seconds:.1f} s"
     if seconds < 120:
         return f"{seconds:.0f} s"
     if seconds < 2 * 3600:

@@ -222,3 +222,47 @@ def test_shipped_cpu_preset_decodes_as_recorded(tmp_path):
     """tiny-cpu keeps eager decoding with a dynamic cache: its recorded run stays exact."""
     config = train.grpo_config(train.PRESETS["tiny-cpu"], tmp_path)
     assert config.cache_implementation is None and config.generation_kwargs is None
+
+
+def test_vllm_colocate_is_refused_where_it_cannot_fit():
+    full = dataclasses.replace(train.PRESETS["qwen2.5-vl-3b"], vllm="colocate")
+    assert "one-GPU full fine-tune" in gpu.vllm_colocate_problem(full, world_size=1)
+    assert gpu.vllm_colocate_problem(full, world_size=8, card_gib=80.0) is None  # sharded
+    lora = dataclasses.replace(train.PRESETS["qwen2.5-vl-3b-lora"], vllm="colocate")
+    assert gpu.vllm_colocate_problem(lora, world_size=1, card_gib=80.0) is None
+    colab = dataclasses.replace(train.PRESETS["qwen2.5-vl-3b-colab"], vllm="colocate")
+    assert "70% of this card" in gpu.vllm_colocate_problem(colab, world_size=1, card_gib=15.0)
+
+
+def test_the_vllm_range_is_the_one_trl_accepts():
+    import inspect
+    import re
+
+    from trl import import_utils
+
+    source = inspect.getsource(import_utils.is_vllm_available)
+    low, high = re.search(r'Version\("([\d.]+)"\) <= _vllm_base_version <= Version\("([\d.]+)"\)',
+                          source).groups()  # fmt: skip
+    assert (low, high) == gpu.VLLM_RANGE
+
+
+def test_a_gpu_run_loads_the_3b_straight_onto_its_card(monkeypatch):
+    """Colab has 12.7 GB of host RAM: the 3B is placed on the GPU as it loads, not built on
+    the CPU first; under DeepSpeed ZeRO-3 placement is DeepSpeed's."""
+    from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+
+    seen = {}
+    small, processor = tiny.build_tiny(seed=3, hidden=64, layers=2, vision_hidden=32)
+    monkeypatch.setattr(train.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(train, "resolve_model", lambda name: name)
+    monkeypatch.setattr(Qwen2_5_VLForConditionalGeneration, "from_pretrained",
+                        lambda path, **kw: seen.update(kw) or small)  # fmt: skip
+    monkeypatch.setattr(AutoProcessor, "from_pretrained", lambda path, **kw: processor)
+    preset = dataclasses.replace(train.PRESETS["qwen2.5-vl-3b-lora"], model="some/model")
+    train.load_model(preset)
+    assert seen == {"dtype": torch.bfloat16, "device_map": {"": 0}}
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    assert train.gpu_placement(preset) == {"": 3}  # accelerate launch: this process's GPU
+    monkeypatch.setenv("ACCELERATE_DEEPSPEED_ZERO_STAGE", "3")
+    assert train.gpu_placement(preset) is None
+    assert train.gpu_placement(train.PRESETS["tiny-cpu"]) is None

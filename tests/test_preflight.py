@@ -4,6 +4,8 @@ projected run time, nothing written under runs/, non-zero when the run would not
 from __future__ import annotations
 
 import dataclasses
+import json
+from pathlib import Path
 
 import pytest
 
@@ -106,3 +108,19 @@ def test_the_gpu_check_script_fits_its_own_64_gib_disk():
                                 train.parser().parse_args(["--model", "random-3b"]))  # fmt: skip
     with pytest.raises(runs.RunFolderError):  # without them it would not fit
         runs.check_disk(full, "runs/x", None, free=int(free_gb * 1e9))
+
+
+def test_a_run_longer_than_a_colab_runtime_is_named(monkeypatch, tmp_path):
+    """A stand-in run that logs two 30-minute steps: the 2000-step run is 1000 hours."""
+    def run(preset, folder, **kwargs):
+        rows = [dict(_row(1800.0, 1800.0, 128, 64), step=i, num_tokens=1000.0 * i, reward=0.0)
+                for i in (1, 2)]  # fmt: skip
+        (Path(folder) / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    monkeypatch.setattr(runs, "check_disk", lambda *a, **k: 0.1)
+    said = []
+    verdict = preflight.check_preset(train.PRESETS["qwen2.5-vl-3b-colab"], "colab", run,
+                                     lambda preset: None, tmp_path, say=said.append)  # fmt: skip
+    assert verdict.ok and verdict.run_s > 12 * 3600, said
+    assert any(line.startswith("longer than Colab's 12-hour runtime") for line in said)
+    assert said[-1] == "check passed"

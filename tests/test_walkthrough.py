@@ -303,3 +303,26 @@ def test_data_choices_reach_the_run(monkeypatch, tmp_path, value):
     monkeypatch.setattr(train, "train", lambda preset, output, **kw: seen.update(kw))
     train.main(["--preset", "tiny-cpu", "--output", str(tmp_path), "--data", value])
     assert seen["data_choice"] == value
+
+
+def test_in_colab_the_run_folder_is_on_drive_by_default(monkeypatch, tmp_path):
+    import types
+
+    mounted = []
+    colab = types.ModuleType("google.colab")
+    colab.drive = types.SimpleNamespace(mount=mounted.append)
+    monkeypatch.setitem(sys.modules, "google.colab", colab)
+    folder = walkthrough.run_folder(root=tmp_path)
+    assert mounted == [str(tmp_path)]
+    assert folder == tmp_path / "MyDrive" / "grit-lite" / "walkthrough"
+    assert walkthrough.run_folder(use_drive=False) == Path("runs/walkthrough")  # asked for
+
+
+def test_held_out_answers_are_scored_at_the_runs_completion_length(monkeypatch):
+    seen = []
+    monkeypatch.setattr(walkthrough.scoring, "evaluate_model",
+                        lambda model, processor, items, tokens, **kw: seen.append(tokens) or [])
+    colab = train.PRESETS["qwen2.5-vl-3b-colab"]
+    w = walkthrough.Walkthrough(colab, "colab", Path("unused"), 1.0, [], "", [], "")
+    walkthrough._score(w, "before", __import__("torch").nn.Linear(1, 1))
+    assert seen == [colab.max_completion_length]  # 512: a GRIT answer is not cut at 256
