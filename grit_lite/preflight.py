@@ -240,12 +240,14 @@ def size_to_budget(
     output: Path,
     model: Any,
     say: Any = print,
+    most: int | None = None,
     **run_kwargs: Any,
 ) -> Preset | None:
-    """``preset`` with the steps ``minutes`` buy here as its ``max_steps``, so that the
-    learning rate's schedule ends within the budget; None when the preflight says the run
-    will not work. The preflight trains ``model`` for two steps at learning rate 0: it
-    measures the run without moving a weight (an update of 0 x anything is 0)."""
+    """``preset`` with the steps ``minutes`` buy here (at most ``most``, by default the
+    preset's own length) as its ``max_steps``, so that the learning rate's schedule ends
+    within the budget; None when the preflight says the run will not work. The preflight
+    trains ``model`` for two steps at learning rate 0: it measures the run without moving a
+    weight (an update of 0 x anything is 0)."""
     name = model.config._name_or_path  # a saved reference would point into its temp folder
     verdict = check_preset(dataclasses.replace(preset, learning_rate=0.0), label, run,
                            parameters, output, say=say, model=model, **run_kwargs)  # fmt: skip
@@ -256,7 +258,7 @@ def size_to_budget(
     if not verdict.ok:
         say("the run is not started: the preflight above says why")
         return None
-    steps, save_steps = steps_for(minutes, verdict.step_s, run_steps(preset))
+    steps, save_steps = steps_for(minutes, verdict.step_s, most or run_steps(preset))
     say(f"{minutes:g} min buy {steps} steps here, at the projected {verdict.step_s:.1f} s a "
         f"step (GRIT's run: 2000); the learning rate's cosine spans them; a checkpoint every "
         f"{save_steps} steps")  # fmt: skip

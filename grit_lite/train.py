@@ -632,14 +632,12 @@ def budgeted(
     """``--max-minutes`` from the command line, as notebook 06 does it: the preflight's
     projection sets how many steps the minutes buy, so the schedule (the cosine's decay)
     ends within them. The model and triplets are loaded once, for the preflight and the
-    run. A resumed run keeps the length it was given; and without ``--max-steps`` or
-    ``--epochs`` only (they set the length themselves)."""
+    run; the run's own length (the preset's, ``--max-steps`` or ``--epochs``) is the most
+    they buy. A resumed run keeps the length it was given."""
     if args.resume:
         saved = runs.saved_length(Path(output))
         return (dataclasses.replace(preset, max_steps=saved[0], save_steps=saved[1])
                 if saved else preset), {}  # fmt: skip
-    if args.max_steps or args.epochs:
-        return preset, {}
     runs.check_folder(output, args.resume, args.overwrite)  # before a model is loaded
     say = functools.partial(print, flush=True)
     items, source = training_data(args.data, preset.model, say=say)

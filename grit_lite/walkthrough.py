@@ -251,11 +251,12 @@ def budget(w: Walkthrough | None) -> int:
         print(f"continuing at step {done} of {steps}, for {w.minutes:g} min more at most")
         w.steps = steps
         return steps
+    grit_length = preflight.run_steps(dataclasses.replace(w.preset, max_steps=-1))  # epochs
     sized = preflight.size_to_budget(
         w.preset, w.minutes, w.name, train.train,
         lambda preset: train._parameters(preset, w.model), w.output, model=w.model,
-        processor=w.processor, items=w.items, data_source=w.data_source,
-    )  # fmt: skip
+        most=grit_length, processor=w.processor, items=w.items, data_source=w.data_source,
+    )  # fmt: skip  (the minutes set the length, up to GRIT's 200 epochs)
     if sized is None:
         return 0
     w.preset, w.steps = sized, sized.max_steps

@@ -76,8 +76,8 @@ def _steady(monkeypatch, step_s=10.0):
 
 def test_every_cell_runs_with_the_tiny_model_standing_in(monkeypatch, tmp_path, capsys):
     _steady(monkeypatch)
-    w = walkthrough.plan(minutes=0.5, output=tmp_path / "run", preset=_tiny_preset(max_steps=-1),
-                         heldout_folder=FIXTURE)  # fmt: skip  (the budget sets the length)
+    w = walkthrough.plan(minutes=0.5, output=tmp_path / "run", preset=_tiny_preset(),
+                         heldout_folder=FIXTURE)  # fmt: skip
     assert w is not None and len(w.items) == 20 and len(w.heldout) == 6
     plan_lines = capsys.readouterr().out.splitlines()
     assert plan_lines == [
@@ -117,7 +117,7 @@ def test_every_cell_runs_with_the_tiny_model_standing_in(monkeypatch, tmp_path, 
 
 def test_the_minutes_stop_the_run_and_the_next_run_continues_it(monkeypatch, tmp_path, capsys):
     _steady(monkeypatch, step_s=2.0)
-    w = walkthrough.plan(minutes=0.1, output=tmp_path, preset=_tiny_preset(max_steps=-1),
+    w = walkthrough.plan(minutes=0.1, output=tmp_path, preset=_tiny_preset(),
                          heldout_folder=FIXTURE)  # fmt: skip
     walkthrough.load(w)
     assert walkthrough.budget(w) == 3
