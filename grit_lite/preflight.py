@@ -195,6 +195,10 @@ def check_preset(
         except (presets.TrainError, runs.RunFolderError, runs.OutOfMemory) as error:
             say(f"check failed: {error}")
             return Verdict(False)
+        except torch.OutOfMemoryError:  # loading the model, before a step
+            say("check failed: out of GPU memory loading the model; try --preset "
+                "qwen2.5-vl-3b-lora or qwen2.5-vl-3b-colab")  # fmt: skip
+            return Verdict(False)
         rows = report.read_metrics(Path(folder) / "metrics.jsonl")
     if len(rows) < CHECK_STEPS or not all(math.isfinite(r.get("loss", math.nan)) for r in rows):
         say(f"check failed: {len(rows)} of {CHECK_STEPS} steps logged, or a loss not finite")

@@ -604,6 +604,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     except runs.OutOfMemory as error:
         hint = f"; continue with: {again}" if error.checkpoint else ""
         raise SystemExit(f"error: {error}{hint}") from None
+    except torch.OutOfMemoryError:  # loading the model, before any step
+        raise SystemExit("error: out of GPU memory loading the model: choose a smaller preset "
+                         "(qwen2.5-vl-3b-lora, qwen2.5-vl-3b-colab)") from None
     except runs.OutOfTime as stopped:  # asked for: not a failure
         budget = f"\n{stopped}\ncontinue with: {again}"
     except runs.Stopped as stopped:

@@ -223,9 +223,7 @@ def load(w: Walkthrough | None) -> Any:
     A section run again to continue its run reads them from the run folder instead."""
     if w is None:
         return None
-    w.model, w.processor = train.load_model(w.preset)
-    if w.preset.device != "cpu" and torch.cuda.is_available():
-        w.model.to("cuda")
+    w.model, w.processor = train.load_model(w.preset)  # on the GPU as it loads
     saved = w.output / BEFORE
     if w.resume and saved.is_file():
         kept = json.loads(saved.read_text(encoding="utf-8"))
