@@ -439,6 +439,21 @@ def llm_consistency(completion: str, question: str, judge: Any) -> float | None:
     return None if reply is None else parse_score(reply)
 
 
+def write_figures(path: Path, scored: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """``--json``: every figure of every model with its n and 95 % interval
+    (:func:`grit_lite.scoring.figures`) and, for two models on the same scenes, the paired
+    change from the first to the second (:func:`grit_lite.scoring.paired_change`)."""
+    from grit_lite.scoring import figures, paired_change
+
+    out: dict[str, Any] = {"models": {name: figures(rows) for name, rows in scored.items()}}
+    if len(scored) == 2:
+        before, after = scored.values()
+        out["change"] = paired_change(before, after)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=1), encoding="utf-8")
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m grit_lite.evaluate",
@@ -463,6 +478,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--record", help="with two models: add the summaries and learning targets to this JSON"
     )
     parser.add_argument(
+        "--json", metavar="PATH",
+        help="every figure as {value, n, ci95} per model and metric, the consistency counts, "
+        "and with two models their paired change",
+    )  # fmt: skip
+    parser.add_argument(
         "--think-swap", action="store_true",
         help="also answer after another scene's think: does accuracy fall without its own boxes?",
     )  # fmt: skip
@@ -473,12 +493,14 @@ def main(argv: Sequence[str] | None = None) -> None:
             check_writable(args.out)
         if args.record:
             check_writable(Path(args.record).parent)
+        if args.json:
+            check_writable(Path(args.json).parent)
         items = load_split(args.split, args.n)
-        summaries, files = {}, record_names(models)
+        summaries, files, scored = {}, record_names(models), {}
         for name in models:
             model, processor = load_model(name, base=args.base)
             rows = evaluate_model(model, processor, items, args.max_new_tokens)
-            summaries[name] = summarize(rows)
+            summaries[name], scored[name] = summarize(rows), rows
             if args.think_swap:
                 swapped = think_swap(model, processor, items, rows, args.max_new_tokens)
                 swap = summarize_swap(swapped, len(items))
@@ -493,6 +515,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     except (data.DataError, TrainError, RunFolderError) as error:
         raise SystemExit(f"error: {error}") from None
     print(compare(summaries).to_string())
+    if args.json:
+        write_figures(Path(args.json), scored)
     if args.record and len(summaries) == 2:
         path = Path(args.record)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -12,12 +12,19 @@ run can score its own start and end (``python -m grit_lite.train`` ends with the
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from typing import Any
 
 from grit_lite import data, rewards
-from grit_lite.boxes import grounding_scores, qwen_resized_size, qwen_to_original, resized_for
+from grit_lite.boxes import (
+    grounding_scores,
+    qwen_resized_size,
+    qwen_to_original,
+    resized_for,
+    union_iou,
+)
 from grit_lite.format import FORMAT_RULES, build_prompt, extract_answer, parse_completion
 
 _RELATION = re.compile(r"\b(left of|right of|above|below)\b")
@@ -118,6 +125,7 @@ def score_completion(
         "iou": grounding["mean_iou"],
         "precision": grounding["precision"],
         "recall": grounding["recall"],
+        "giou": union_iou(boxes, record.bboxs) if annotated else None,  # the paper's measure
         "rewards": components,
         "reward": sum(components.values()),
         "consistency": box_answer_consistency(completion, record.question, record.dataset),
@@ -214,3 +222,141 @@ def learning_targets(
         name: {"before": before.get(key), "after": after.get(key), "target": target}
         for name, (key, target) in rows.items()
     } | {"base plain-QA accuracy": {"before": base_plain_accuracy, "after": None, "target": ""}}
+
+
+# ---------------------------------------------------------------------------------------------
+# Every figure with its n and a 95 % interval
+# ---------------------------------------------------------------------------------------------
+
+BOOTSTRAP = 2000  # resamples: the interval's ends move by ~0.01 of its width between seeds
+
+
+def wilson(successes: int, n: int) -> tuple[float, float]:
+    """The 95 % Wilson interval of a proportion: it stays inside [0, 1] and is not a point
+    at 0 of n or n of n, where the normal approximation collapses (scipy's ``binomtest``)."""
+    from scipy.stats import binomtest
+
+    if n == 0:
+        return 0.0, 1.0  # no sample: anything
+    ci = binomtest(int(successes), int(n)).proportion_ci(0.95, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+def bootstrap(values: Sequence[float], seed: int = 0) -> tuple[float, float]:
+    """The 95 % percentile-bootstrap interval of a mean (IoU, a reward): resample the
+    samples with replacement, take the 2.5th and 97.5th percentiles of the means. Seeded,
+    so the same rows give the same interval."""
+    import numpy as np
+
+    data_ = np.asarray([v for v in values if v is not None], dtype=float)
+    if data_.size == 0:
+        return math.nan, math.nan
+    picks = np.random.default_rng(seed).integers(0, data_.size, (BOOTSTRAP, data_.size))
+    means = data_[picks].mean(axis=1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def figure(values: Sequence[float | None], proportion: bool) -> dict[str, Any]:
+    """``{"value", "n", "ci95"}`` of the samples that have a value (None: not defined for
+    that sample): Wilson's interval for 0/1 values, else the bootstrap's."""
+    kept = [float(v) for v in values if v is not None]
+    if not kept:
+        return {"value": None, "n": 0, "ci95": [None, None]}
+    value = sum(kept) / len(kept)
+    lo, hi = wilson(round(sum(kept)), len(kept)) if proportion else bootstrap(kept)
+    return {"value": value, "n": len(kept), "ci95": [lo, hi]}
+
+
+CONSISTENCY = ("follows", "contradicts", "cannot tell")
+
+
+def consistency_verdict(completion: str, question: str, dataset: str) -> str:
+    """Whether the answer follows from the chain's own boxes, contradicts them, or cannot be
+    told: no answer, no rule for the question, or a spatial chain with fewer than two boxes
+    (one box implies no relation; :func:`box_answer_consistency` scores it as contradicting)."""
+    parsed = parse_completion(completion)
+    if dataset == "vsr" and len(parsed.boxes) < 2:
+        return "cannot tell"
+    score = box_answer_consistency(completion, question, dataset)
+    return "cannot tell" if score is None else "follows" if score else "contradicts"
+
+
+def consistency_counts(rows: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """How many of all scored completions follow, contradict or cannot be told: counts over
+    the same denominator for every model, not a mean over the ones that had a verdict."""
+    said = [consistency_verdict(r["completion"], r["question"], r["dataset"]) for r in rows]
+    return {verdict: said.count(verdict) for verdict in CONSISTENCY}
+
+
+def _proportions(rows: Sequence[dict[str, Any]]) -> dict[str, list[float | None]]:
+    values: dict[str, list[float | None]] = {"accuracy": [r["correct"] for r in rows]}
+    for family in sorted({r["dataset"] for r in rows}):
+        values[f"accuracy/{family}"] = [r["correct"] for r in rows if r["dataset"] == family]
+    for rule in FORMAT_RULES:
+        values[f"format/{rule}"] = [float(r["format"][rule]) for r in rows]
+    values["grounding/with_boxes"] = [float(bool(r["boxes"])) for r in rows]
+    counts = [r["count"] for r in rows if "count" in r]
+    values["count/boxes_equal_truth"] = [float(c["boxes"] == c["truth"]) for c in counts]
+    values["count/said_equals_boxes"] = [float(c["said"] == c["boxes"]) for c in counts]
+    return values
+
+
+def _means(rows: Sequence[dict[str, Any]]) -> dict[str, list[float | None]]:
+    values: dict[str, list[float | None]] = {}
+    for key in ("iou", "precision", "recall"):
+        values[f"grounding/{key}"] = [r[key] for r in rows]
+    values["grounding/iou_when_boxed"] = [r["iou"] for r in rows if r["boxes"]]
+    values["grounding/giou"] = [r.get("giou") for r in rows]  # the paper's measure
+    for name in rows[0]["rewards"] if rows else ():
+        values[f"reward/{name}"] = [r["rewards"][name] for r in rows]
+    values["reward/total"] = [r["reward"] for r in rows]
+    return values
+
+
+def figures(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Every metric of :func:`summarize` as :func:`figure` (value, n, 95 % interval), the
+    paper's GIoU beside the course's matched IoU, and the consistency counts."""
+    out: dict[str, Any] = {"n": len(rows)}
+    out |= {k: figure(v, proportion=True) for k, v in _proportions(rows).items()}
+    out |= {k: figure(v, proportion=False) for k, v in _means(rows).items()}
+    counts = consistency_counts(rows)
+    told = counts["follows"] + counts["contradicts"]
+    lo, hi = wilson(counts["follows"], told)
+    out["consistency"] = {"value": counts["follows"] / told if told else None, "n": told,
+                          "ci95": [lo, hi] if told else [None, None], "counts": counts}  # fmt: skip
+    return out
+
+
+def paired_change(
+    before: Sequence[dict[str, Any]], after: Sequence[dict[str, Any]], seed: int = 0
+) -> dict[str, Any]:
+    """The change of each metric from ``before`` to ``after`` on the same scenes, in order:
+    a paired bootstrap of the per-scene differences (95 % interval; ``real`` when it excludes
+    0), and for accuracy McNemar's exact test on the scenes whose verdict changed."""
+    import numpy as np
+    from scipy.stats import binomtest
+
+    if [r["question"] for r in before] != [r["question"] for r in after]:
+        raise ValueError("a paired change needs the same scenes in the same order")
+    out: dict[str, Any] = {}
+    paired = {**_proportions(before), **_means(before)}
+    later = {**_proportions(after), **_means(after)}
+    paired.pop("grounding/iou_when_boxed")  # each model's own boxed subset: not paired
+    for key, values in paired.items():
+        pairs = [(a, b) for a, b in zip(values, later[key], strict=True)
+                 if a is not None and b is not None]  # fmt: skip
+        if not pairs:
+            continue
+        diffs = np.asarray([b - a for a, b in pairs], dtype=float)
+        lo, hi = bootstrap(diffs, seed)
+        out[key] = {"change": float(diffs.mean()), "n": len(pairs), "ci95": [lo, hi],
+                    "real": bool(lo > 0 or hi < 0)}  # fmt: skip
+    if "accuracy" not in out:
+        return out
+    flips = [(a, b) for a, b in zip(paired["accuracy"], later["accuracy"], strict=True)
+             if a is not None and b is not None and round(a) != round(b)]  # fmt: skip
+    gained = sum(1 for a, b in flips if b > a)
+    p = binomtest(gained, len(flips)).pvalue if flips else 1.0
+    out["accuracy"] |= {"mcnemar_p": float(p), "right_to_wrong": len(flips) - gained,
+                        "wrong_to_right": gained}  # fmt: skip
+    return out

@@ -1,0 +1,106 @@
+"""Every figure with its n and a 95 % interval; consistency as counts; the paper's GIoU."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from grit_lite import data, evaluate, scoring
+from grit_lite.boxes import box_iou, union_iou
+
+
+def test_the_wilson_interval_is_the_textbook_one():
+    # 3 of 10: (0.1078, 0.6032) in Newcombe (1998), Table I; 0 of 10 is not a point
+    assert scoring.wilson(3, 10) == pytest.approx((0.1078, 0.6032), abs=1e-4)
+    low, high = scoring.wilson(0, 10)
+    assert low == 0.0 and high == pytest.approx(0.2775, abs=1e-4)
+    assert scoring.wilson(0, 0) == (0.0, 1.0)
+
+
+@given(st.integers(0, 400), st.integers(1, 400))
+def test_a_wilson_interval_holds_its_value_and_narrows_with_n(k, n):
+    k = min(k, n)
+    low, high = scoring.wilson(k, n)
+    assert 0.0 <= low <= k / n <= high <= 1.0
+    wider = scoring.wilson(k, n)
+    narrower = scoring.wilson(4 * k, 4 * n)
+    assert narrower[1] - narrower[0] < wider[1] - wider[0] + 1e-12
+
+
+def test_the_bootstrap_of_a_constant_is_that_constant_and_is_seeded():
+    assert scoring.bootstrap([0.4] * 50) == pytest.approx((0.4, 0.4))
+    values = [i / 10 for i in range(11)]
+    assert scoring.bootstrap(values, seed=3) == scoring.bootstrap(values, seed=3)
+    low, high = scoring.bootstrap(values)
+    assert low < 0.5 < high and high - low < 0.5  # the mean's spread, not the values'
+    assert scoring.figure([None, None], proportion=False)["n"] == 0
+
+
+def test_union_iou_is_the_region_measure_not_the_matched_one():
+    six = [[10 * i, 0, 10 * i + 10, 10] for i in range(6)]  # six boxes side by side
+    assert union_iou(six, [[0, 0, 60, 10]]) == pytest.approx(1.0)  # one region over another
+    assert union_iou([[0, 0, 10, 10]], [[5, 5, 15, 15]]) == pytest.approx(box_iou(
+        [0, 0, 10, 10], [5, 5, 15, 15]))  # fmt: skip  (one box each: plain IoU)
+    assert union_iou([[0, 0, 10, 10], [0, 0, 10, 10]], [[0, 0, 20, 10]]) == pytest.approx(0.5)
+    assert union_iou([], []) == 1.0 and union_iou([], [[0, 0, 1, 1]]) == 0.0
+
+
+def _rows(n: int = 8):
+    """Scored rows of hand-written completions: counting and spatial, boxes and none."""
+    rows = []
+    for i, (record, _) in enumerate(data.eval_split(n)):
+        boxes = "(10, 10, 20, 20), (30, 30, 40, 40)" if i % 2 else "(10, 10, 20, 20)"
+        answer = record.answer if i % 3 else "7"
+        text = f"<think> {boxes} </think> <rethink> ok </rethink> <answer> {answer}"
+        rows.append(scoring.score_completion(text, record))
+    return rows
+
+
+def test_consistency_counts_add_up_to_everything_scored():
+    rows = _rows(12)
+    counts = scoring.consistency_counts(rows)
+    assert sum(counts.values()) == len(rows) and set(counts) == set(scoring.CONSISTENCY)
+    one_box = next(r for r in rows if r["dataset"] == "vsr" and len(r["boxes"]) == 1)
+    assert scoring.consistency_verdict(one_box["completion"], one_box["question"],
+                                       "vsr") == "cannot tell"  # fmt: skip
+    figures = scoring.figures(rows)
+    assert figures["consistency"]["n"] == counts["follows"] + counts["contradicts"]
+
+
+def test_every_figure_has_its_n_and_an_interval_that_holds_it():
+    figures = scoring.figures(_rows(12))
+    for name, fig in figures.items():
+        if name == "n" or fig["n"] == 0:
+            continue
+        low, high = fig["ci95"]
+        assert low - 1e-9 <= fig["value"] <= high + 1e-9, name
+    assert figures["accuracy"]["n"] == 12
+    assert figures["grounding/giou"]["n"] == figures["grounding/iou"]["n"]
+
+
+def test_a_paired_change_of_a_model_against_itself_is_zero_and_not_real():
+    rows = _rows(10)
+    change = scoring.paired_change(rows, rows)
+    assert change["accuracy"]["change"] == 0.0 and change["accuracy"]["ci95"] == [0.0, 0.0]
+    assert not change["accuracy"]["real"] and change["accuracy"]["mcnemar_p"] == 1.0
+    better = [dict(r, correct=1.0) for r in rows]
+    gained = scoring.paired_change(rows, better)["accuracy"]
+    assert gained["wrong_to_right"] == sum(r["correct"] == 0 for r in rows)
+    assert gained["right_to_wrong"] == 0
+    with pytest.raises(ValueError, match="same scenes"):
+        scoring.paired_change(rows, rows[::-1])
+
+
+def test_evaluate_json_writes_every_figure_and_the_paired_change(tmp_path, capsys):
+    out = tmp_path / "figures.json"
+    evaluate.main(["--model", "data/tiny", "data/tiny_grpo", "-n", "4", "--max-new-tokens", "16",
+                   "--json", str(out)])  # fmt: skip
+    written = json.loads(out.read_text())
+    assert list(written["models"]) == ["data/tiny", "data/tiny_grpo"]
+    accuracy = written["models"]["data/tiny"]["accuracy"]
+    assert accuracy["n"] == 4 and len(accuracy["ci95"]) == 2
+    assert sum(written["models"]["data/tiny"]["consistency"]["counts"].values()) == 4
+    assert written["change"]["accuracy"]["n"] == 4
