@@ -390,22 +390,49 @@ def think_swap(
         record = items[i][0]
         own, swapped = starts[2 * k] + texts[2 * k], starts[2 * k + 1] + texts[2 * k + 1]
         said = [(extract_answer(t) or "").strip().lower() for t in (own, swapped)]
+        correct_own = answer_accuracy_score(own, record.answer, record.question)
+        reader = [read_off(think, record, correct_own) for think in (starts[2 * k],
+                                                                     starts[2 * k + 1])]
         out.append({
             "dataset": record.dataset,
             "question": record.question,
             "truth": record.answer,
             "own": own,
             "swapped": swapped,
-            "correct_own": answer_accuracy_score(own, record.answer, record.question),
+            "correct_own": correct_own,
             "correct_swapped": answer_accuracy_score(swapped, record.answer, record.question),
             "changed": float(said[0] != said[1]),
+            "reader_own": reader[0],  # a perfect reader of the think's boxes: right?
+            "reader_swapped": reader[1],
         })  # fmt: skip
     return out
 
 
+def read_off(think: str, record: data.Record, otherwise: float) -> float:
+    """Whether a model that reads its answer exactly off ``think``'s boxes would be right:
+    counting, the number of boxes; spatial, the relation of the first two boxes' centres.
+    Where the boxes imply nothing (one box for a relation, no rule), the reader answers as
+    the model did (``otherwise``): the swap cannot move what no box decides."""
+    from grit_lite.format import parse_completion
+    from grit_lite.scoring import _as_int
+
+    boxes = parse_completion(think).boxes  # the think's own boxes (it ends at </think>)
+    if record.dataset == "tallyqa" and _as_int(record.answer) is not None:
+        return float(len(boxes) == _as_int(record.answer))
+    implied = implied_by_boxes(record.question, boxes) if record.dataset == "vsr" else None
+    if implied is None:
+        return otherwise
+    return float(implied == record.answer.strip().lower())
+
+
 def summarize_swap(rows: Sequence[dict[str, Any]], n_items: int | None = None) -> dict[str, Any]:
     """Accuracy after the model's own think and after another scene's, the drop between them
-    (in points of accuracy) and how often the answer changed: overall and per dataset."""
+    (in points of accuracy, with a paired 95 % bootstrap interval), how often the answer
+    changed, and the test's own yardstick: the drop a model that reads its answers exactly
+    off its boxes would show on these scenes (``reader_drop_points``; one that ignores them
+    shows 0). Overall and per dataset."""
+    from grit_lite.scoring import bootstrap
+
     skipped = None if n_items is None else n_items - len(rows)
     out: dict[str, Any] = {"n": len(rows), "skipped": skipped}
     for family in [None, *sorted({r["dataset"] for r in rows})]:
@@ -413,11 +440,95 @@ def summarize_swap(rows: Sequence[dict[str, Any]], n_items: int | None = None) -
         suffix = "" if family is None else f"/{family}"
         own = _mean([r["correct_own"] for r in kept])
         swapped = _mean([r["correct_swapped"] for r in kept])
+        out[f"n{suffix}"] = len(kept)
         out[f"accuracy_own{suffix}"] = own
         out[f"accuracy_swapped{suffix}"] = swapped
         out[f"drop_points{suffix}"] = None if own is None else round(100 * (own - swapped), 1)
+        drops = [100 * (r["correct_own"] - r["correct_swapped"]) for r in kept]
+        low, high = bootstrap(drops) if drops else (None, None)
+        out[f"drop_ci95{suffix}"] = [low, high]
+        reads = [100 * (r["reader_own"] - r["reader_swapped"]) for r in kept if "reader_own" in r]
+        out[f"reader_drop_points{suffix}"] = round(sum(reads) / len(reads), 1) if reads else None
         out[f"changed{suffix}"] = _mean([r["changed"] for r in kept])
     return out
+
+
+def swap_verdict(summary: dict[str, Any], family: str = "") -> str:
+    """One line placing the measured drop between a model that ignores its boxes (0) and
+    one that reads them exactly (``reader_drop_points``), with the drop's interval."""
+    key = f"/{family}" if family else ""
+    drop, reader = summary.get(f"drop_points{key}"), summary.get(f"reader_drop_points{key}")
+    low, high = summary.get(f"drop_ci95{key}", [None, None])
+    if drop is None or reader is None or low is None:
+        return "no answer had a think to swap"
+    where = f"{drop / reader:.0%} of the way" if abs(reader) >= 0.5 else "no yardstick"
+    return (f"drop {drop:.1f} points (95 % CI {low:.1f} to {high:.1f}, n {summary[f'n{key}']});"
+            f" a model that reads its boxes would drop {reader:.1f}, one that ignores them 0: "
+            f"{where}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Three ways to answer: directly, with a chain in words, with GRIT's grounded chain
+# ---------------------------------------------------------------------------------------------
+
+WORDS_SUFFIX = (  # GRIT's suffix with the coordinates taken out: a chain of thought in words
+    " First, think between <think> and </think> in words, without coordinates. Then answer "
+    "the question after <answer>.\n"
+)
+WAYS = ("direct", "chain in words", "grounded chain")
+
+
+def three_ways(
+    model: Any,
+    processor: Any,
+    items: Sequence[tuple[data.Record, Any]],
+    max_new_tokens: int = 128,
+) -> dict[str, list[float]]:
+    """Whether each answer is right when the model is asked three ways on the same scenes: the
+    bare question (the paper's direct-query row), a chain of thought in words, and GRIT's
+    grounded chain. Is a chain with boxes better than one without, or than none? The paper's
+    Table 1 says yes after GRIT; a 2026 study of other grounded reasoners says often not."""
+    from grit_lite.judge import rule_judge
+    from grit_lite.tiny import generate
+
+    questions = [r.question for r, _ in items]
+    images = [im for _, im in items]
+    direct = generate(model, processor, questions, images, 16)
+    words = generate(model, processor, ["Question: " + q + WORDS_SUFFIX for q in questions],
+                     images, max_new_tokens)  # fmt: skip
+    grounded = generate(model, processor, [build_prompt(q) for q in questions], images,
+                        max_new_tokens)  # fmt: skip
+    return {
+        "direct": [rule_judge(r.question, r.answer, said) for (r, _), said in
+                   zip(items, direct, strict=True)],  # fmt: skip
+        "chain in words": [answer_accuracy_score(t, r.answer, r.question) for (r, _), t in
+                           zip(items, words, strict=True)],  # fmt: skip
+        "grounded chain": [answer_accuracy_score(t, r.answer, r.question) for (r, _), t in
+                           zip(items, grounded, strict=True)],  # fmt: skip
+    }
+
+
+def ways_table(correct: dict[str, list[float]]) -> Any:
+    """Accuracy of each way with its n and 95 % Wilson interval, and McNemar's exact test of
+    each against GRIT's grounded chain on the same scenes (the scenes whose verdict differs)."""
+    import pandas as pd
+    from scipy.stats import binomtest
+
+    from grit_lite.scoring import figure
+
+    grounded = [round(v) for v in correct["grounded chain"]]
+    table = {}
+    for way, values in correct.items():
+        fig = figure(values, proportion=True)
+        pairs = list(zip([round(v) for v in values], grounded, strict=True))
+        wins, losses = sum(a > b for a, b in pairs), sum(a < b for a, b in pairs)
+        p = binomtest(wins, wins + losses).pvalue if wins + losses else 1.0
+        test = "-" if way == "grounded chain" else "< 0.001" if p < 0.001 else f"{p:.3f}"
+        table[way] = {"accuracy": f"{fig['value']:.2f}", "n": fig["n"],
+                      "95 % CI": "[{:.2f}, {:.2f}]".format(*fig["ci95"]),
+                      "better / worse than grounded": f"{wins} / {losses}",
+                      "McNemar p": test}  # fmt: skip
+    return pd.DataFrame(table).T
 
 
 CONSISTENCY_PROMPT = """You check whether a model's final answer follows from its own \
@@ -478,6 +589,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--record", help="with two models: add the summaries and learning targets to this JSON"
     )
     parser.add_argument(
+        "--three-ways", action="store_true",
+        help="also answer directly and with a chain in words: accuracy of the three, same scenes",
+    )  # fmt: skip
+    parser.add_argument(
         "--json", metavar="PATH",
         help="every figure as {value, n, ci95} per model and metric, the consistency counts, "
         "and with two models their paired change",
@@ -497,6 +612,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             check_writable(Path(args.json).parent)
         items = load_split(args.split, args.n)
         summaries, files, scored = {}, record_names(models), {}
+        verdicts: list[str] = []
+        ways: dict[str, Any] = {}
         for name in models:
             model, processor = load_model(name, base=args.base)
             rows = evaluate_model(model, processor, items, args.max_new_tokens)
@@ -504,7 +621,13 @@ def main(argv: Sequence[str] | None = None) -> None:
             if args.think_swap:
                 swapped = think_swap(model, processor, items, rows, args.max_new_tokens)
                 swap = summarize_swap(swapped, len(items))
-                summaries[name] |= {f"swap/{key}": value for key, value in swap.items()}
+                summaries[name] |= {f"swap/{key}": value for key, value in swap.items()
+                                    if not isinstance(value, list)}  # fmt: skip
+                verdicts += [f"think swap, {name}, {kind}: {swap_verdict(swap, family)}"
+                             for kind, family in (("all", ""), ("counting", "tallyqa"),
+                                                  ("spatial", "vsr"))]  # fmt: skip
+            if args.three_ways:
+                ways[name] = ways_table(three_ways(model, processor, items, args.max_new_tokens))
             if args.record and len(models) == 2 and name == models[0]:
                 base_plain = plain_accuracy(model, processor, items)  # only the targets use it
             if args.out:
@@ -515,6 +638,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     except (data.DataError, TrainError, RunFolderError) as error:
         raise SystemExit(f"error: {error}") from None
     print(compare(summaries).to_string())
+    if verdicts:
+        print("\n".join(verdicts))
+    for name, table in ways.items():
+        print(f"\n{name}, three ways to answer the same {len(items)} questions:")
+        print(table.to_string())
     if args.json:
         write_figures(Path(args.json), scored)
     if args.record and len(summaries) == 2:

@@ -71,13 +71,14 @@ def implied_by_boxes(question: str, boxes: Sequence[Sequence[float]]) -> str | N
 
 
 def box_answer_consistency(completion: str, question: str, dataset: str) -> float | None:
-    """1.0 when the answer follows from the completion's own think boxes, 0.0 when it does
-    not, None when undefined (no answer, or a dataset with no rule).
+    """1.0 when the answer follows from the completion's own think boxes, 0.0 when it
+    contradicts them, None when that cannot be told (no answer, a dataset with no rule, or
+    a spatial chain with fewer than two boxes: one box implies no relation).
 
     Counting (``tallyqa``): the answer, as an integer, equals the number of think boxes.
     Spatial (``vsr`` yes/no questions with a relation): the answer equals the relation
-    evaluated on the centres of the first two think boxes (fewer than two boxes: 0.0). A
-    model that draws boxes and then answers something else scores 0 even when right.
+    evaluated on the centres of the first two think boxes. A model that draws boxes and then
+    answers something else scores 0 even when right.
     """
     parsed = parse_completion(completion)
     said = (parsed.answer or "").strip().lower().strip(".!")
@@ -86,7 +87,8 @@ def box_answer_consistency(completion: str, question: str, dataset: str) -> floa
     if dataset == "tallyqa":
         return float(_as_int(said) == len(parsed.boxes))
     if dataset == "vsr" and said in ("yes", "no") and _RELATION.search(question):
-        return float(implied_by_boxes(question, parsed.boxes) == said)
+        implied = implied_by_boxes(question, parsed.boxes)
+        return None if implied is None else float(implied == said)
     return None
 
 
@@ -146,8 +148,10 @@ def _mean(values: Sequence[float | None]) -> float | None:
 
 def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Means over samples: accuracy per dataset family, every format rule, each reward,
-    grounding (all samples, and those with at least one box), count and box-answer
-    consistency. A mean over no samples is None, never a division by zero."""
+    grounding (all samples, and those with at least one box; the matched IoU and the paper's
+    union GIoU), count and box-answer consistency (the mean over the answers it can be told
+    for, and the three counts over all of them). A mean over no samples is None, never a
+    division by zero."""
     out: dict[str, Any] = {"n": len(rows), "accuracy": _mean([r["correct"] for r in rows])}
     for family in sorted({r["dataset"] for r in rows}):
         out[f"accuracy/{family}"] = _mean([r["correct"] for r in rows if r["dataset"] == family])
@@ -159,6 +163,7 @@ def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     out["reward/total"] = _mean([r["reward"] for r in rows])
     for key in ("iou", "precision", "recall"):
         out[f"grounding/{key}"] = _mean([r[key] for r in rows])
+    out["grounding/giou"] = _mean([r.get("giou") for r in rows])
     boxed = [r for r in rows if r["boxes"]]
     out["grounding/with_boxes"] = len(boxed) / len(rows) if rows else None
     out["grounding/iou_when_boxed"] = _mean([r["iou"] for r in boxed])
@@ -166,6 +171,10 @@ def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     out["count/boxes_equal_truth"] = _mean([float(c["boxes"] == c["truth"]) for c in counts])
     out["count/said_equals_boxes"] = _mean([float(c["said"] == c["boxes"]) for c in counts])
     out["consistency"] = _mean([r["consistency"] for r in rows])
+    said = [r["consistency"] for r in rows]  # counts over all scored: the denominator stays
+    out["consistency/follows"] = sum(1 for v in said if v == 1.0)
+    out["consistency/contradicts"] = sum(1 for v in said if v == 0.0)
+    out["consistency/cannot_tell"] = sum(1 for v in said if v is None)
     return out
 
 
@@ -271,12 +280,8 @@ CONSISTENCY = ("follows", "contradicts", "cannot tell")
 
 
 def consistency_verdict(completion: str, question: str, dataset: str) -> str:
-    """Whether the answer follows from the chain's own boxes, contradicts them, or cannot be
-    told: no answer, no rule for the question, or a spatial chain with fewer than two boxes
-    (one box implies no relation; :func:`box_answer_consistency` scores it as contradicting)."""
-    parsed = parse_completion(completion)
-    if dataset == "vsr" and len(parsed.boxes) < 2:
-        return "cannot tell"
+    """:func:`box_answer_consistency` in words: the answer follows from the chain's own
+    boxes, contradicts them, or it cannot be told."""
     score = box_answer_consistency(completion, question, dataset)
     return "cannot tell" if score is None else "follows" if score else "contradicts"
 

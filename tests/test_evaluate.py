@@ -78,7 +78,8 @@ def test_spatial_consistency_follows_the_models_own_boxes():
     # boxes swapped (the model thinks the circle is on the right) but answers yes anyway
     swapped = "<think>(100,0,110,10) and (0,0,10,10)</think><answer>yes"
     assert evaluate.box_answer_consistency(swapped, SPATIAL.question, "vsr") == 0.0
-    assert evaluate.box_answer_consistency("<answer>yes", SPATIAL.question, "vsr") == 0.0
+    # no box or one box implies no relation: it cannot be told (not "contradicts")
+    assert evaluate.box_answer_consistency("<answer>yes", SPATIAL.question, "vsr") is None
     assert evaluate.box_answer_consistency("no answer", SPATIAL.question, "vsr") is None
     assert evaluate.box_answer_consistency("<answer>tv", "What is that?", "gqa") is None
 
@@ -155,7 +156,7 @@ def _rows_and_items():
     from PIL import Image
 
     records = [COUNT, SPATIAL, COUNT]
-    texts = [GOOD, "<answer>no", "nothing"]
+    texts = [GOOD, "<think>(0,0,10,10) (100,0,110,10)</think> <answer>no", "nothing"]
     rows = [evaluate.score_completion(t, r) for t, r in zip(texts, records, strict=True)]
     return rows, [(r, Image.new("RGB", (224, 224), "white")) for r in records]
 
@@ -170,7 +171,7 @@ def test_browser_filters_records():
     assert picker.max == 1 and "#1 (2 match)" in report.value
     picker.value = 1
     assert "#2 (2 match)" in report.value
-    choice.value = "boxes disagree with answer"  # record 1: said no, drew no boxes
+    choice.value = "boxes disagree with answer"  # record 1: its boxes say yes, it says no
     assert picker.max == 0 and "#1 (1 match)" in report.value
     evaluate.FILTERS["none"] = lambda row: False
     try:

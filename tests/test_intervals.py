@@ -104,3 +104,38 @@ def test_evaluate_json_writes_every_figure_and_the_paired_change(tmp_path, capsy
     assert accuracy["n"] == 4 and len(accuracy["ci95"]) == 2
     assert sum(written["models"]["data/tiny"]["consistency"]["counts"].values()) == 4
     assert written["change"]["accuracy"]["n"] == 4
+
+
+def test_three_ways_ask_the_same_scenes_three_ways(monkeypatch):
+    import grit_lite.tiny
+
+    asked = []
+
+    def fake(model, processor, prompts, images, max_new_tokens, **kwargs):
+        asked.append(list(prompts))
+        return ["<answer>yes" if p.startswith("Question: ") else "yes" for p in prompts]
+
+    monkeypatch.setattr(grit_lite.tiny, "generate", fake)
+    items = [(r, im) for r, im in data.eval_split(20) if r.dataset == "vsr"][:4]
+    correct = evaluate.three_ways(None, None, items)
+    direct, words, grounded = asked
+    assert direct == [r.question for r, _ in items]  # the bare question
+    assert all(p.endswith(evaluate.WORDS_SUFFIX) and "coordinates" in p for p in words)
+    assert all("bbox_2d" in p for p in grounded)  # GRIT's suffix
+    truth = [float(r.answer == "yes") for r, _ in items]
+    assert correct == {"direct": truth, "chain in words": truth, "grounded chain": truth}
+    table = evaluate.ways_table(correct)
+    assert list(table.index) == list(evaluate.WAYS) and set(table["n"]) == {4}
+    assert table.loc["direct", "McNemar p"] == "1.000"  # no scene differs
+    assert table.loc["grounded chain", "McNemar p"] == "-"
+
+
+def test_ways_table_counts_the_scenes_that_differ():
+    correct = {"direct": [1.0] * 10, "chain in words": [0.0] * 10,
+               "grounded chain": [1.0] * 5 + [0.0] * 5}  # fmt: skip
+    table = evaluate.ways_table(correct)
+    assert table.loc["direct", "better / worse than grounded"] == "5 / 0"
+    assert table.loc["chain in words", "better / worse than grounded"] == "0 / 5"
+    assert table.loc["direct", "McNemar p"] == "0.062"  # 5 of 5 one way: 2 x 0.5^5
+    assert table.loc["grounded chain", "95 % CI"] == "[{:.2f}, {:.2f}]".format(
+        *scoring.wilson(5, 10))  # fmt: skip

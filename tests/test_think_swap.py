@@ -95,11 +95,31 @@ def test_a_box_reader_loses_what_an_ignorer_keeps(monkeypatch) -> None:
     assert read["accuracy_own"] == 1.0 and read["accuracy_swapped"] == 0.0
     assert read["drop_points"] == 100.0 and read["changed"] == 1.0
     assert read["n"] == 4 and read["skipped"] == 0
+    # the yardstick: a perfect reader of these thinks drops exactly what this reader drops
+    assert read["reader_drop_points"] == read["drop_points"]
+    assert read["drop_ci95"] == [100.0, 100.0]  # every scene drops by 100: no spread
+    assert "100% of the way" in evaluate.swap_verdict(read)
 
     monkeypatch.setattr(grit_lite.tiny, "generate", _ignorer)
     ignored = evaluate.summarize_swap(evaluate.think_swap(None, None, items, rows), len(items))
     assert ignored["accuracy_own"] == ignored["accuracy_swapped"] == 0.5  # truths 2 and 2
     assert ignored["drop_points"] == 0.0 and ignored["changed"] == 0.0
+    assert ignored["reader_drop_points"] == 100.0  # the same scenes, the same yardstick
+    assert "0% of the way" in evaluate.swap_verdict(ignored)
+
+
+def test_the_yardstick_leaves_what_no_box_decides_to_the_model(monkeypatch) -> None:
+    """A spatial think with one box implies no relation: a perfect reader cannot be moved by
+    swapping it, so such scenes add 0 to the yardstick."""
+    question = "Is the red circle left of the blue square?"
+    record = Record(question, "yes", "x.png", 224, 224, [], "vsr", "eval")
+    one_box = "<think>(10,0,15,5)</think>"
+    assert evaluate.read_off(one_box, record, otherwise=1.0) == 1.0
+    assert evaluate.read_off(one_box, record, otherwise=0.0) == 0.0
+    left = "<think>(10,0,15,5) (100,0,105,5)</think>"  # red's centre left of blue's: yes
+    assert evaluate.read_off(left, record, otherwise=0.0) == 1.0
+    right = "<think>(100,0,105,5) (10,0,15,5)</think>"
+    assert evaluate.read_off(right, record, otherwise=1.0) == 0.0
 
 
 def test_the_swapped_think_is_the_partners_and_the_prompt_is_the_question(monkeypatch) -> None:
@@ -143,3 +163,5 @@ def test_the_command_line_reports_the_swap(capsys) -> None:
                    "--max-new-tokens", "128"])  # fmt: skip
     out = capsys.readouterr().out
     assert "swap/drop_points" in out and "swap/changed" in out
+    assert "swap/reader_drop_points" in out
+    assert "think swap, data/tiny_grpo, all: drop " in out and "would drop" in out
