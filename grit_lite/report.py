@@ -236,6 +236,7 @@ def heldout_summary(
         rows = scoring.evaluate_model(model, processor, items, max_new_tokens, progress=False)
         summary = scoring.summarize(rows)
         summary["plain_accuracy"] = scoring.plain_accuracy(model, processor, items)
+    summary["figures"] = scoring.figures(rows)  # each with its n and 95 % interval
     return summary
 
 
@@ -256,16 +257,27 @@ def heldout_table(before: dict[str, Any], after: dict[str, Any]) -> dict[str, di
 
 
 def format_table(targets: dict[str, dict[str, Any]], n: int) -> str:
-    """The targets as a small text table for the console and ``heldout.txt``."""
+    """The targets as a small text table for the console and ``heldout.txt``: start, end,
+    target, then each figure's 95 % interval (and its n where it is not every scene)."""
 
     def cell(value: Any) -> str:
         return "-" if value is None else f"{value:.3f}"
 
+    def interval(fig: dict[str, Any] | None) -> str:
+        if not fig or fig.get("ci95", [None])[0] is None:
+            return "-"
+        low, high = fig["ci95"]
+        return f"[{low:.2f}, {high:.2f}]" + ("" if fig["n"] == n else f" n={fig['n']}")
+
     width = max(map(len, targets))
-    lines = [f"held-out scenes: {n}, greedy", f"{'':{width}}  {'start':>6}  {'end':>6}  target"]
+    lines = [f"held-out scenes: {n}, greedy; 95 % intervals (Wilson, or bootstrap for IoU)",
+             f"{'':{width}}  {'start':>6}  {'end':>6}  target    start 95 %, end 95 %"]
     for name, row in targets.items():
+        spread = ""
+        if row.get("before_ci95") or row.get("after_ci95"):
+            spread = f"  {interval(row.get('before_ci95'))}, {interval(row.get('after_ci95'))}"
         lines.append(f"{name:{width}}  {cell(row['before']):>6}  {cell(row['after']):>6}  "
-                     f"{row['target']}")  # fmt: skip
+                     f"{row['target']:<8}{spread}".rstrip())  # fmt: skip
     return "\n".join(lines)
 
 

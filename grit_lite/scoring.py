@@ -227,8 +227,13 @@ def learning_targets(
         "IoU of the boxed answers": ("grounding/iou_when_boxed", ">= 0.40"),
         "answer accuracy (GRIT prompt)": ("accuracy", f">= {base_plain_accuracy - 0.05:.2f}"),
     }
+    def spread(summary: dict[str, Any], key: str) -> dict[str, Any] | None:
+        figures = summary.get("figures") or {}
+        return figures.get(key.replace("all_four_tags_in_order", "tags_in_order"))
+
     return {
-        name: {"before": before.get(key), "after": after.get(key), "target": target}
+        name: {"before": before.get(key), "after": after.get(key), "target": target,
+               "before_ci95": spread(before, key), "after_ci95": spread(after, key)}
         for name, (key, target) in rows.items()
     } | {"base plain-QA accuracy": {"before": base_plain_accuracy, "after": None, "target": ""}}
 
