@@ -550,8 +550,8 @@ def llm_consistency(completion: str, question: str, judge: Any) -> float | None:
     return None if reply is None else parse_score(reply)
 
 
-def write_figures(path: Path, scored: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
-    """``--json``: every figure of every model with its n and 95 % interval
+def interval_figures(scored: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Every figure of every model with its n and 95 % interval
     (:func:`grit_lite.scoring.figures`) and, for two models on the same scenes, the paired
     change from the first to the second (:func:`grit_lite.scoring.paired_change`)."""
     from grit_lite.scoring import figures, paired_change
@@ -560,9 +560,53 @@ def write_figures(path: Path, scored: dict[str, list[dict[str, Any]]]) -> dict[s
     if len(scored) == 2:
         before, after = scored.values()
         out["change"] = paired_change(before, after)
+    return out
+
+
+def write_figures(path: Path, scored: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """``--json``: :func:`interval_figures`, written to ``path``."""
+    out = interval_figures(scored)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=1), encoding="utf-8")
     return out
+
+
+KEY_FIGURES = ("accuracy", "accuracy/tallyqa", "accuracy/vsr", "format/tags_in_order",
+               "grounding/with_boxes", "grounding/iou", "grounding/giou",
+               "grounding/iou_when_boxed", "count/boxes_equal_truth", "count/said_equals_boxes",
+               "consistency")  # fmt: skip
+
+
+def figures_table(figures: dict[str, Any], keys: Sequence[str] = KEY_FIGURES) -> str:
+    """:func:`interval_figures` to read: each model's value [95 % interval] n, the paired
+    change with its interval (``*`` where it excludes 0), the consistency counts, and for
+    accuracy the scenes that changed verdict with McNemar's p."""
+
+    def cell(fig: dict[str, Any] | None) -> str:
+        if not fig or fig["value"] is None:
+            return "-"
+        low, high = fig["ci95"]
+        return f"{fig['value']:.2f} [{low:.2f}, {high:.2f}] n={fig['n']}"
+
+    models, change = figures["models"], figures.get("change", {})
+    lines = [f"{'':<25}" + "".join(f"{name[-24:]:>26}" for name in models)
+             + (f"{'paired change':>24}" if change else "")]  # fmt: skip
+    for key in keys:
+        row = f"{key:<25}" + "".join(f"{cell(fig.get(key)):>26}" for fig in models.values())
+        if change:
+            moved = change.get(key)
+            row += f"{'-':>24}" if moved is None else (
+                f"{moved['change']:+.2f} [{moved['ci95'][0]:+.2f}, {moved['ci95'][1]:+.2f}]"
+                + ("*" if moved["real"] else " ")).rjust(24)  # fmt: skip
+        lines.append(row)
+    for name, fig in models.items():
+        counts = fig["consistency"]["counts"]
+        lines.append(f"consistency of {name}: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+    if "accuracy" in change:
+        acc = change["accuracy"]
+        lines.append(f"accuracy: {acc['wrong_to_right']} scenes wrong -> right, "
+                     f"{acc['right_to_wrong']} right -> wrong, McNemar p = {acc['mcnemar_p']:.2g}")
+    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -638,6 +682,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     except (data.DataError, TrainError, RunFolderError) as error:
         raise SystemExit(f"error: {error}") from None
     print(compare(summaries).to_string())
+    print("\n95 % intervals (Wilson; bootstrap for IoU); * a paired change whose interval "
+          "excludes 0\n" + figures_table(interval_figures(scored)))
     if verdicts:
         print("\n".join(verdicts))
     for name, table in ways.items():

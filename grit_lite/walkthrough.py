@@ -349,4 +349,7 @@ def compare(w: Walkthrough | None, shown: int = 4) -> Any:
     print(f"{w.trainer.state.global_step} steps on {w.data_source}")
     print(f"scored on {w.heldout_source}; accuracy by the course's rule judge")
     print(paper_table())
+    print("\nthe same, each figure with its 95 % interval and the paired change (* it excludes 0):")
+    print(evaluate.figures_table(evaluate.interval_figures(
+        {"before": w.rows["before"], "after": w.rows["after"]})))  # fmt: skip
     return evaluate.compare(w.summaries)

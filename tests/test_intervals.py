@@ -139,3 +139,17 @@ def test_ways_table_counts_the_scenes_that_differ():
     assert table.loc["direct", "McNemar p"] == "0.062"  # 5 of 5 one way: 2 x 0.5^5
     assert table.loc["grounded chain", "95 % CI"] == "[{:.2f}, {:.2f}]".format(
         *scoring.wilson(5, 10))  # fmt: skip
+
+
+def test_the_figures_table_marks_a_real_change_and_only_that():
+    rows = _rows(10)
+    right = [dict(r, correct=1.0) for r in rows]  # every answer right after
+    table = evaluate.figures_table(evaluate.interval_figures({"before": rows, "after": rows}))
+    line = next(x for x in table.splitlines() if x.startswith("accuracy "))
+    assert "n=10" in line and line.rstrip().endswith("+0.00 [+0.00, +0.00]")  # not real: no *
+    gained = evaluate.interval_figures({"before": [dict(r, correct=0.0) for r in rows],
+                                        "after": right})  # fmt: skip
+    line = next(x for x in evaluate.figures_table(gained).splitlines()
+                if x.startswith("accuracy "))  # fmt: skip
+    assert line.endswith("+1.00 [+1.00, +1.00]*")
+    assert "10 scenes wrong -> right, 0 right -> wrong" in evaluate.figures_table(gained)
