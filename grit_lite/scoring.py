@@ -370,3 +370,67 @@ def paired_change(
     out["accuracy"] |= {"mcnemar_p": float(p), "right_to_wrong": len(flips) - gained,
                         "wrong_to_right": gained}  # fmt: skip
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Three ways to answer: directly, with a chain in words, with GRIT's grounded chain
+# ---------------------------------------------------------------------------------------------
+
+WORDS_SUFFIX = (  # GRIT's suffix with the coordinates taken out: a chain of thought in words
+    " First, think between <think> and </think> in words, without coordinates. Then answer "
+    "the question after <answer>.\n"
+)
+WAYS = ("direct", "chain in words", "grounded chain")
+
+
+def three_ways(
+    model: Any,
+    processor: Any,
+    items: Sequence[tuple[data.Record, Any]],
+    max_new_tokens: int = 128,
+) -> dict[str, list[float]]:
+    """Whether each answer is right when the model is asked three ways on the same scenes: the
+    bare question (the paper's direct-query row), a chain of thought in words, and GRIT's
+    grounded chain. Is a chain with boxes better than one without, or than none? The paper's
+    Table 1 says yes after GRIT; a 2026 study of other grounded reasoners says often not."""
+    from grit_lite.judge import rule_judge
+    from grit_lite.tiny import generate
+
+    questions = [r.question for r, _ in items]
+    images = [im for _, im in items]
+    direct = generate(model, processor, questions, images, 16)
+    words = generate(model, processor, ["Question: " + q + WORDS_SUFFIX for q in questions],
+                     images, max_new_tokens)  # fmt: skip
+    grounded = generate(model, processor, [build_prompt(q) for q in questions], images,
+                        max_new_tokens)  # fmt: skip
+    return {
+        "direct": [rule_judge(r.question, r.answer, said) for (r, _), said in
+                   zip(items, direct, strict=True)],  # fmt: skip
+        "chain in words": [rewards.answer_accuracy_score(t, r.answer, r.question) for (r, _), t in
+                           zip(items, words, strict=True)],  # fmt: skip
+        "grounded chain": [rewards.answer_accuracy_score(t, r.answer, r.question) for (r, _), t in
+                           zip(items, grounded, strict=True)],  # fmt: skip
+    }
+
+
+def ways_table(correct: dict[str, list[float]]) -> Any:
+    """Accuracy of each way with its n and 95 % Wilson interval, and McNemar's exact test of
+    each against GRIT's grounded chain on the same scenes (the scenes whose verdict differs)."""
+    import pandas as pd
+    from scipy.stats import binomtest
+
+    from grit_lite.scoring import figure
+
+    grounded = [round(v) for v in correct["grounded chain"]]
+    table = {}
+    for way, values in correct.items():
+        fig = figure(values, proportion=True)
+        pairs = list(zip([round(v) for v in values], grounded, strict=True))
+        wins, losses = sum(a > b for a, b in pairs), sum(a < b for a, b in pairs)
+        p = binomtest(wins, wins + losses).pvalue if wins + losses else 1.0
+        test = "-" if way == "grounded chain" else "< 0.001" if p < 0.001 else f"{p:.3f}"
+        table[way] = {"accuracy": f"{fig['value']:.2f}", "n": fig["n"],
+                      "95 % CI": "[{:.2f}, {:.2f}]".format(*fig["ci95"]),
+                      "better / worse than grounded": f"{wins} / {losses}",
+                      "McNemar p": test}  # fmt: skip
+    return pd.DataFrame(table).T
