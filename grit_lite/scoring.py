@@ -278,7 +278,8 @@ def figure(values: Sequence[float | None], proportion: bool) -> dict[str, Any]:
         return {"value": None, "n": 0, "ci95": [None, None]}
     value = sum(kept) / len(kept)
     lo, hi = wilson(round(sum(kept)), len(kept)) if proportion else bootstrap(kept)
-    return {"value": value, "n": len(kept), "ci95": [lo, hi]}
+    # the value sits inside its interval by construction; min/max only absorb float rounding
+    return {"value": value, "n": len(kept), "ci95": [min(lo, value), max(hi, value)]}
 
 
 CONSISTENCY = ("follows", "contradicts", "cannot tell")

@@ -153,3 +153,14 @@ def test_the_figures_table_marks_a_real_change_and_only_that():
                 if x.startswith("accuracy "))  # fmt: skip
     assert line.endswith("+1.00 [+1.00, +1.00]*")
     assert "10 scenes wrong -> right, 0 right -> wrong" in evaluate.figures_table(gained)
+
+
+@given(st.lists(st.one_of(st.none(), st.floats(0, 1)), min_size=1, max_size=30),
+       st.booleans())  # fmt: skip
+def test_a_figure_always_holds_its_value(values, proportion):
+    if proportion:
+        values = [None if v is None else float(round(v)) for v in values]
+    fig = scoring.figure(values, proportion)
+    if fig["n"]:
+        low, high = fig["ci95"]
+        assert low <= fig["value"] <= high and fig["n"] == sum(v is not None for v in values)
