@@ -252,8 +252,14 @@ def eval_mode(model: Any) -> Iterator[None]:
 
 
 def heldout_table(before: dict[str, Any], after: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Notebook 06's learning targets for the start and the trained model."""
-    return scoring.learning_targets(before, after, before["plain_accuracy"])
+    """Notebook 06's learning targets for the start and the trained model, each with the
+    95 % intervals of :func:`grit_lite.scoring.figures` where the summaries carry them."""
+    targets = scoring.learning_targets(before, after, before["plain_accuracy"])
+    for name, key in scoring.TARGET_METRICS.items():
+        key = key.replace("all_four_tags_in_order", "tags_in_order")  # the same rule
+        for stage, summary in (("before", before), ("after", after)):
+            targets[name][f"{stage}_ci95"] = (summary.get("figures") or {}).get(key)
+    return targets
 
 
 def format_table(targets: dict[str, dict[str, Any]], n: int) -> str:
