@@ -55,13 +55,14 @@ def project(
     so its time per token (``sampling/decode_time`` over the longest completion) is scaled
     to the length. The update (reference and policy forward, backward) is scaled by the
     tokens it reads, prompt and completion. ``step_s`` takes the lengths the model wrote in
-    the ``short``-token steps, except that a completion cut at ``short`` is assumed to run on
-    to the preset's limit; ``worst_step_s`` puts every completion at the limit. The first
-    step (compilation, warm-up) is left out when there is a second.
+    the ``short``-token steps (by default :func:`short_steps`' length), except that a
+    completion cut at ``short`` is assumed to run on to the preset's limit; ``worst_step_s``
+    puts every completion at the limit. The first step (compilation, warm-up) is left out
+    when there is a second.
     """
     timed = rows[1:] or rows
     cap = preset.max_completion_length
-    short = short or cap
+    short = short or min(cap, CHECK_TOKENS)  # the length :func:`short_steps` ran at
     sample, step = _mean(timed, "generation_time"), _mean(timed, "step_time")
     decode = min(sample, _mean(timed, "sampling/decode_time", sample))  # all, when not timed
     longest = max(1.0, _mean(timed, "completions/max_length"))
@@ -205,20 +206,22 @@ def check_preset(
         return Verdict(False)
     used = [r.get("sampling/compiled") for r in rows]
     path = "eager" if not any(used) else "compiled" if all(used) else "eager after a fallback"
-    timing = project(rows, preset, short.max_completion_length)
+    timing = project(rows, preset)
     peak, total = _peak_memory()
     say(f"decoding: {path}; sampling {timing['tokens_per_s']:.0f} tokens/s")
     memory = f"peak memory {peak:.1f} GiB" + (f" of {total:.1f} GiB" if total else " (process)")
     say(f"{memory}; disk: the run keeps about {need:.1f} GB")
     steps, cap = run_steps(preset), preset.max_completion_length
-    step, run_s = _duration(timing["step_s"]), _duration(timing["run_s"])
-    worst, worst_run = _duration(timing["worst_step_s"]), _duration(timing["worst_run_s"])
-    say(f"projected: {step} a step, {run_s} for {steps} steps; every completion at {cap} "
-        f"tokens (the worst case): {worst} a step, {worst_run}")  # fmt: skip
+    worst_s = timing.get("worst_step_s", timing["step_s"])
+    worst_run = timing.get("worst_run_s", timing["run_s"])
+    say(f"projected, every completion at {cap} tokens (the worst case): {_duration(worst_s)} a "
+        f"step, {_duration(worst_run)} for {steps} steps")  # fmt: skip
+    say(f"projected at the lengths the model wrote: {_duration(timing['step_s'])} a step, "
+        f"{_duration(timing['run_s'])} for {steps} steps")  # fmt: skip
     if timing["run_s"] > COLAB_HOURS * 3600:
         say(f"longer than Colab's {COLAB_HOURS}-hour runtime: run it in parts with "
             "--max-minutes and --resume, in a folder that outlives the runtime")  # fmt: skip
-    verdict = Verdict(True, timing["step_s"], timing["run_s"], timing["worst_step_s"])
+    verdict = Verdict(True, timing["step_s"], timing["run_s"], worst_s)
     if total and peak > MEMORY_MARGIN * total:
         say(f"check failed: the short steps peaked at {peak:.1f} of {total:.1f} GiB; longer "
             "completions will not fit. Use a smaller preset.")  # fmt: skip
@@ -227,12 +230,14 @@ def check_preset(
     return verdict
 
 
-def steps_for(minutes: float, step_s: float, most: int) -> tuple[int, int]:
+def steps_for(
+    minutes: float, step_s: float, most: int, checkpoint_minutes: float = CHECKPOINT_MINUTES
+) -> tuple[int, int]:
     """(steps, save_steps): the steps ``minutes`` buy at ``step_s`` a step (at most ``most``,
-    the preset's own run), and a checkpoint about every ``CHECKPOINT_MINUTES``."""
+    the preset's own run), and a checkpoint about every ``checkpoint_minutes``."""
     step_s = max(step_s, 1e-3)
     steps = max(1, min(most, int(60 * minutes // step_s)))
-    return steps, max(1, min(steps, round(60 * CHECKPOINT_MINUTES / step_s)))
+    return steps, max(1, min(steps, round(60 * checkpoint_minutes / step_s)))
 
 
 def size_to_budget(
@@ -245,6 +250,7 @@ def size_to_budget(
     model: Any,
     say: Any = print,
     most: int | None = None,
+    checkpoint_minutes: float | None = None,
     **run_kwargs: Any,
 ) -> Preset | None:
     """``preset`` with the steps ``minutes`` buy here (at most ``most``, by default the
@@ -262,7 +268,8 @@ def size_to_budget(
     if not verdict.ok:
         say("the run is not started: the preflight above says why")
         return None
-    steps, save_steps = steps_for(minutes, verdict.step_s, most or run_steps(preset))
+    steps, save_steps = steps_for(minutes, verdict.step_s, most or run_steps(preset),
+                                  checkpoint_minutes or CHECKPOINT_MINUTES)  # fmt: skip
     say(f"{minutes:g} min buy {steps} steps here, at the projected {verdict.step_s:.1f} s a "
         f"step (GRIT's run: 2000); the learning rate's cosine spans them; a checkpoint every "
         f"{save_steps} steps")  # fmt: skip

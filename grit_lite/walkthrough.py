@@ -39,6 +39,7 @@ from grit_lite import data, evaluate, gpu, preflight, presets, report, runs, sco
 MODEL_ENV = "GRIT_LITE_GPU_MODEL"  # a hub id, a folder, or random-3b
 MINUTES_ENV = "GRIT_LITE_GPU_MINUTES"
 T4_MINUTES = 25.0  # of training; loading and the two scorings come on top
+CHECKPOINT_MINUTES = 5.0  # a disconnect loses at most about this much training
 BEFORE = "heldout_before.json"  # the start model's scores, kept for a resumed section
 DRIVE = Path("/content/drive")  # where Colab mounts Google Drive
 SKIPPED = (
@@ -230,10 +231,7 @@ def load(w: Walkthrough | None) -> Any:
         w.rows["before"], w.summaries["before"] = kept["rows"], kept["summary"]
         print(f"the start model's scores, from {saved} (the run is being continued)")
     else:
-        _score(w, "before", w.model)
-        w.output.mkdir(parents=True, exist_ok=True)
-        kept = {"rows": w.rows["before"], "summary": w.summaries["before"]}
-        saved.write_text(json.dumps(kept), encoding="utf-8")
+        _score(w, "before", w.model)  # kept in the run folder when the run starts
     return evaluate.compare({"before": w.summaries["before"]})
 
 
@@ -253,7 +251,8 @@ def budget(w: Walkthrough | None) -> int:
     sized = preflight.size_to_budget(
         w.preset, w.minutes, w.name, train.train,
         lambda preset: train._parameters(preset, w.model), w.output, model=w.model,
-        most=grit_length, processor=w.processor, items=w.items, data_source=w.data_source,
+        most=grit_length, checkpoint_minutes=CHECKPOINT_MINUTES, processor=w.processor,
+        items=w.items, data_source=w.data_source,
     )  # fmt: skip  (the minutes set the length, up to GRIT's 200 epochs)
     if sized is None:
         return 0
@@ -291,6 +290,10 @@ def run(w: Walkthrough | None) -> Any:
     drawn live, a checkpoint every few minutes; the run folder."""
     if w is None or not w.steps:
         return None
+    if not w.resume and "before" in w.rows:  # a resumed section reads it instead of scoring
+        w.output.mkdir(parents=True, exist_ok=True)
+        kept = {"rows": w.rows["before"], "summary": w.summaries["before"]}
+        (w.output / BEFORE).write_text(json.dumps(kept), encoding="utf-8")
     try:
         w.trainer = train.train(
             w.preset, w.output, resume=w.resume, overwrite=not w.resume, model=w.model,

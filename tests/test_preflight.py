@@ -75,8 +75,10 @@ def test_check_runs_two_short_steps_and_writes_nothing_under_runs(monkeypatch, t
     assert out[0] == "card: CPU; preset tiny-cpu (asked for)"
     assert out[1].startswith("decoding: eager; sampling ") and out[1].endswith(" tokens/s")
     assert out[2].startswith("peak memory ") and "disk: the run keeps about 0.1 GB" in out[2]
-    assert out[3].startswith("projected: ") and " for 200 steps; every completion at 128 " \
-        "tokens (the worst case): " in out[3] and out[-1] == "check passed"
+    assert out[3].startswith("projected, every completion at 128 tokens (the worst case): ")
+    assert out[3].endswith(" for 200 steps") and out[-1] == "check passed"
+    assert out[4].startswith("projected at the lengths the model wrote: ")
+    assert out[4].endswith(" for 200 steps")
     assert list(tmp_path.iterdir()) == []  # no runs/ folder, nothing else
 
 

@@ -131,8 +131,8 @@ def steady(monkeypatch, step_s: float = 10.0) -> None:
     """A preflight that projects ``step_s`` a step, and a clock that stands still: what the
     budget buys, and when a run stops, do not depend on this machine's speed."""
     real = preflight.project
-    monkeypatch.setattr(preflight, "project", lambda rows, preset, short=None: {
-        **real(rows, preset, short), "step_s": step_s})  # fmt: skip
+    monkeypatch.setattr(preflight, "project", lambda rows, preset: {
+        **real(rows, preset), "step_s": step_s})  # fmt: skip
     monkeypatch.setattr(runs, "_clock", lambda: 0.0)
 
 

@@ -267,8 +267,8 @@ def test_max_minutes_sizes_the_cli_run_so_its_schedule_ends_within_them(monkeypa
                                 completions_per_step=4, max_completion_length=8)  # fmt: skip
     monkeypatch.setitem(train.PRESETS, "tiny-cpu", small)
     real = preflight.project
-    monkeypatch.setattr(preflight, "project", lambda rows, preset, short=None: {
-        **real(rows, preset, short), "step_s": 12.0})  # 12 s a step, whatever this machine does
+    monkeypatch.setattr(preflight, "project", lambda rows, preset: {
+        **real(rows, preset), "step_s": 12.0})  # 12 s a step, whatever this machine does
     monkeypatch.setattr(runs, "_clock", lambda: 0.0)  # and the budget never runs out early
     run = tmp_path / "run"
     train.main(["--preset", "tiny-cpu", "--output", str(run), "--max-minutes", "1",
