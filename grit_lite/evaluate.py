@@ -505,14 +505,6 @@ def interval_figures(scored: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     return out
 
 
-def write_figures(path: Path, scored: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
-    """``--json``: :func:`interval_figures`, written to ``path``."""
-    out = interval_figures(scored)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=1), encoding="utf-8")
-    return out
-
-
 KEY_FIGURES = ("accuracy", "accuracy/tallyqa", "accuracy/vsr", "format/tags_in_order",
                "grounding/with_boxes", "grounding/iou", "grounding/giou",
                "grounding/iou_when_boxed", "count/boxes_equal_truth", "count/said_equals_boxes",
@@ -624,15 +616,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     except (data.DataError, TrainError, RunFolderError) as error:
         raise SystemExit(f"error: {error}") from None
     print(compare(summaries).to_string())
+    figures = interval_figures(scored)  # once, for the table and --json
     print("\n95 % intervals (Wilson; bootstrap for IoU); * a paired change whose interval "
-          "excludes 0\n" + figures_table(interval_figures(scored)))
+          "excludes 0\n" + figures_table(figures))
     if verdicts:
         print("\n".join(verdicts))
     for name, table in ways.items():
         print(f"\n{name}, three ways to answer the same {len(items)} questions:")
         print(table.to_string())
     if args.json:
-        write_figures(Path(args.json), scored)
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(figures, indent=1), encoding="utf-8")
     if args.record and len(summaries) == 2:
         path = Path(args.record)
         path.parent.mkdir(parents=True, exist_ok=True)

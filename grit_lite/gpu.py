@@ -15,8 +15,10 @@ and :func:`vllm_problem`, checked before any weights are built when ``--vllm`` i
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import importlib.util
+import inspect
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -96,6 +98,11 @@ def _base(model: Any) -> Any:
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
+def _first_line(error: BaseException) -> str:
+    """``Type: the error's first line``, cut at 160 characters: what a one-line report shows."""
+    return f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0][:160]}"
+
+
 def _checkpointing(model: Any) -> bool:
     flag = getattr(model, "is_activation_checkpointing", None)  # transformers >= 5.23's name
     return bool(model.is_gradient_checkpointing if flag is None else flag)
@@ -134,13 +141,13 @@ class CompileWatch:
 
     def __init__(self, model: Any) -> None:
         base = _base(model)
-        get = getattr(base.get_compiled_call, "unwatched", base.get_compiled_call)
+        get = inspect.unwrap(base.get_compiled_call)  # not an earlier trainer's counter
 
+        @functools.wraps(get)
         def counted(*args: Any, **kwargs: Any) -> Any:
             self.calls += 1
             return get(*args, **kwargs)
 
-        counted.unwatched = get  # type: ignore[attr-defined]
         base.get_compiled_call = counted
         self.start()
 
@@ -206,8 +213,7 @@ def eager_fallback(trainer: Any, say: Any = print) -> None:
             restore(checkpointing)
             if config is None or config.disable_compile or not is_compile_error(error):
                 raise  # eager decoding failed, or it is not the compiler's: not ours to hide
-            first = (str(error).strip().splitlines() or [""])[0][:160]
-            say(f"compiled decoding failed ({type(error).__name__}: {first}); "
+            say(f"compiled decoding failed ({_first_line(error)}); "
                 "continuing with eager decoding")  # fmt: skip
             release_fast_path(trainer)
             watch.start()
@@ -217,9 +223,7 @@ def eager_fallback(trainer: Any, say: Any = print) -> None:
                 restore(checkpointing)
                 if isinstance(again, torch.OutOfMemoryError):
                     raise  # the run's own one line: grit_lite.runs.OutOfMemory
-                line = (str(again).strip().splitlines() or [""])[0][:160]
-                why = f"{type(again).__name__}: {line}"
-                raise SamplingError(f"sampling failed eagerly too ({why})") from None
+                raise SamplingError(f"sampling failed eagerly too ({_first_line(again)})") from None
         trainer._metrics["train"]["sampling/compiled"].append(float(watch.compiled()))
         return out
 
@@ -240,9 +244,10 @@ def keep_one_static_cache(model: Any) -> dict[str, Any]:
     Returns the holder of the current cache (tests read its storage).
     """
     base = _base(model)
-    build = getattr(base._prepare_static_cache, "unkept", base._prepare_static_cache)
+    build = inspect.unwrap(base._prepare_static_cache)  # a second trainer: the original
     kept: dict[str, Any] = {}
 
+    @functools.wraps(build)
     def prepare(**kwargs: Any) -> Any:
         key = tuple((k, v) for k, v in sorted(kwargs.items()) if k != "model_kwargs")
         if kept.get("key") == key:
@@ -252,7 +257,6 @@ def keep_one_static_cache(model: Any) -> dict[str, Any]:
             kept.update(key=key, cache=build(**kwargs))
         return kept["cache"]
 
-    prepare.unkept = build  # type: ignore[attr-defined]  # a second trainer wraps the original
     base._prepare_static_cache = prepare
     return kept
 
@@ -310,14 +314,13 @@ def stop_hook_leak(model: Any) -> None:
     compiled graph to be rebuilt). Here a new registration first removes the previous one.
     """
     base = _base(model)
-    register = getattr(base.enable_input_require_grads, "unwrapped",
-                       base.enable_input_require_grads)  # fmt: skip
+    register = inspect.unwrap(base.enable_input_require_grads)
 
+    @functools.wraps(register)
     def register_once() -> None:
         base.disable_input_require_grads()
         register()
 
-    register_once.unwrapped = register  # type: ignore[attr-defined]
     base.enable_input_require_grads = register_once
 
 

@@ -62,7 +62,7 @@ def project(
     """
     timed = rows[1:] or rows
     cap = preset.max_completion_length
-    short = short or min(cap, CHECK_TOKENS)  # the length :func:`short_steps` ran at
+    short = short or short_steps(preset).max_completion_length  # what the steps ran at
     sample, step = _mean(timed, "generation_time"), _mean(timed, "step_time")
     decode = min(sample, _mean(timed, "sampling/decode_time", sample))  # all, when not timed
     longest = max(1.0, _mean(timed, "completions/max_length"))

@@ -256,7 +256,6 @@ def heldout_table(before: dict[str, Any], after: dict[str, Any]) -> dict[str, di
     95 % intervals of :func:`grit_lite.scoring.figures` where the summaries carry them."""
     targets = scoring.learning_targets(before, after, before["plain_accuracy"])
     for name, key in scoring.TARGET_METRICS.items():
-        key = key.replace("all_four_tags_in_order", "tags_in_order")  # the same rule
         for stage, summary in (("before", before), ("after", after)):
             targets[name][f"{stage}_ci95"] = (summary.get("figures") or {}).get(key)
     return targets

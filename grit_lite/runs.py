@@ -59,15 +59,16 @@ class OutOfTime(Stopped):
 
 
 class OutOfMemory(RuntimeError):
-    """The GPU ran out of memory mid-run: one line with the knobs that shrink the step, the
-    newest complete checkpoint, and nothing else (no traceback). ``resume`` is the line
-    that continues the run, when the command line knows it."""
+    """The GPU ran out of memory mid-run: one line with the knobs that shrink the step and
+    the newest complete checkpoint (``checkpoint``, None before the first), no traceback."""
 
     def __init__(self, preset: Any, step: int, folder: Path, error: BaseException) -> None:
         stage = getattr(error, "stage", "the update")
-        kept = [c for c in checkpoints(folder) if incomplete(c) is None] if folder.is_dir() else []
-        self.checkpoint = kept[-1] if kept else None
-        saved = (f"the last complete checkpoint is {self.checkpoint}" if kept else
+        try:
+            self.checkpoint: Path | None = resume_point(folder)[0]  # what --resume would take
+        except (RunFolderError, OSError):
+            self.checkpoint = None
+        saved = (f"the last complete checkpoint is {self.checkpoint}" if self.checkpoint else
                  f"no checkpoint yet (the first comes at step {preset.save_steps})")  # fmt: skip
         super().__init__(f"out of GPU memory in {stage} of step {step + 1}: "
                          f"{memory_knobs(preset)}; {saved}")  # fmt: skip

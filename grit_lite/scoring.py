@@ -171,10 +171,8 @@ def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     out["count/boxes_equal_truth"] = _mean([float(c["boxes"] == c["truth"]) for c in counts])
     out["count/said_equals_boxes"] = _mean([float(c["said"] == c["boxes"]) for c in counts])
     out["consistency"] = _mean([r["consistency"] for r in rows])
-    said = [r["consistency"] for r in rows]  # counts over all scored: the denominator stays
-    out["consistency/follows"] = sum(1 for v in said if v == 1.0)
-    out["consistency/contradicts"] = sum(1 for v in said if v == 0.0)
-    out["consistency/cannot_tell"] = sum(1 for v in said if v is None)
+    for verdict, count in consistency_counts(rows).items():  # over all scored: a fixed base
+        out[f"consistency/{verdict.replace(' ', '_')}"] = count
     return out
 
 
@@ -283,17 +281,21 @@ def figure(values: Sequence[float | None], proportion: bool) -> dict[str, Any]:
 CONSISTENCY = ("follows", "contradicts", "cannot tell")
 
 
-def consistency_verdict(completion: str, question: str, dataset: str) -> str:
-    """:func:`box_answer_consistency` in words: the answer follows from the chain's own
-    boxes, contradicts them, or it cannot be told."""
-    score = box_answer_consistency(completion, question, dataset)
+def _verdict(score: float | None) -> str:
     return "cannot tell" if score is None else "follows" if score else "contradicts"
 
 
+def consistency_verdict(completion: str, question: str, dataset: str) -> str:
+    """:func:`box_answer_consistency` in words: the answer follows from the chain's own
+    boxes, contradicts them, or it cannot be told."""
+    return _verdict(box_answer_consistency(completion, question, dataset))
+
+
 def consistency_counts(rows: Sequence[dict[str, Any]]) -> dict[str, int]:
-    """How many of all scored completions follow, contradict or cannot be told: counts over
-    the same denominator for every model, not a mean over the ones that had a verdict."""
-    said = [consistency_verdict(r["completion"], r["question"], r["dataset"]) for r in rows]
+    """How many of all scored completions follow, contradict or cannot be told (each row's
+    ``consistency``): counts over the same denominator for every model, not a mean over the
+    ones that had a verdict."""
+    said = [_verdict(r["consistency"]) for r in rows]
     return {verdict: said.count(verdict) for verdict in CONSISTENCY}
 
 
@@ -303,6 +305,7 @@ def _proportions(rows: Sequence[dict[str, Any]]) -> dict[str, list[float | None]
         values[f"accuracy/{family}"] = [r["correct"] for r in rows if r["dataset"] == family]
     for rule in FORMAT_RULES:
         values[f"format/{rule}"] = [float(r["format"][rule]) for r in rows]
+    values["format/all_four_tags_in_order"] = values["format/tags_in_order"]  # as summarize
     values["grounding/with_boxes"] = [float(bool(r["boxes"])) for r in rows]
     counts = [r["count"] for r in rows if "count" in r]
     values["count/boxes_equal_truth"] = [float(c["boxes"] == c["truth"]) for c in counts]
@@ -343,7 +346,6 @@ def paired_change(
     a paired bootstrap of the per-scene differences (95 % interval; ``real`` when it excludes
     0), and for accuracy McNemar's exact test on the scenes whose verdict changed."""
     import numpy as np
-    from scipy.stats import binomtest
 
     if [r["question"] for r in before] != [r["question"] for r in after]:
         raise ValueError("a paired change needs the same scenes in the same order")
@@ -360,15 +362,25 @@ def paired_change(
         lo, hi = bootstrap(diffs, seed)
         out[key] = {"change": float(diffs.mean()), "n": len(pairs), "ci95": [lo, hi],
                     "real": bool(lo > 0 or hi < 0)}  # fmt: skip
-    if "accuracy" not in out:
-        return out
-    flips = [(a, b) for a, b in zip(paired["accuracy"], later["accuracy"], strict=True)
-             if a is not None and b is not None and round(a) != round(b)]  # fmt: skip
-    gained = sum(1 for a, b in flips if b > a)
-    p = binomtest(gained, len(flips)).pvalue if flips else 1.0
-    out["accuracy"] |= {"mcnemar_p": float(p), "right_to_wrong": len(flips) - gained,
-                        "wrong_to_right": gained}  # fmt: skip
+    if "accuracy" in out:
+        gained, lost, p = mcnemar(paired["accuracy"], later["accuracy"])
+        out["accuracy"] |= {"mcnemar_p": p, "right_to_wrong": lost, "wrong_to_right": gained}
     return out
+
+
+def mcnemar(
+    before: Sequence[float | None], after: Sequence[float | None]
+) -> tuple[int, int, float]:
+    """McNemar's exact test of two verdicts (right 1, wrong 0) on the same scenes: (scenes
+    wrong before and right after, right before and wrong after, two-sided p). Only the
+    scenes whose verdict differs carry evidence; under no change each way is a coin toss."""
+    from scipy.stats import binomtest
+
+    pairs = [(round(a), round(b)) for a, b in zip(before, after, strict=True)
+             if a is not None and b is not None]  # fmt: skip
+    gained, lost = sum(b > a for a, b in pairs), sum(b < a for a, b in pairs)
+    p = binomtest(gained, gained + lost).pvalue if gained + lost else 1.0
+    return gained, lost, float(p)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -416,17 +428,11 @@ def ways_table(correct: dict[str, list[float]]) -> Any:
     """Accuracy of each way with its n and 95 % Wilson interval, and McNemar's exact test of
     each against GRIT's grounded chain on the same scenes (the scenes whose verdict differs)."""
     import pandas as pd
-    from scipy.stats import binomtest
 
-    from grit_lite.scoring import figure
-
-    grounded = [round(v) for v in correct["grounded chain"]]
     table = {}
     for way, values in correct.items():
         fig = figure(values, proportion=True)
-        pairs = list(zip([round(v) for v in values], grounded, strict=True))
-        wins, losses = sum(a > b for a, b in pairs), sum(a < b for a, b in pairs)
-        p = binomtest(wins, wins + losses).pvalue if wins + losses else 1.0
+        wins, losses, p = mcnemar(correct["grounded chain"], values)  # this way against it
         test = "-" if way == "grounded chain" else "< 0.001" if p < 0.001 else f"{p:.3f}"
         table[way] = {"accuracy": f"{fig['value']:.2f}", "n": fig["n"],
                       "95 % CI": "[{:.2f}, {:.2f}]".format(*fig["ci95"]),

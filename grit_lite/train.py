@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import inspect
 import json
 import os
 import shlex
@@ -261,9 +262,10 @@ def time_generation(trainer: Any, single_thread: bool = False) -> None:
     """
     original = trainer._generate
     base = gpu._base(trainer.model)
-    prefill = getattr(base._prefill, "untimed", base._prefill)
+    prefill = inspect.unwrap(base._prefill)  # not an earlier trainer's timer
     prefilled: list[float] = []
 
+    @functools.wraps(prefill)
     def timed_prefill(*args: Any, **kwargs: Any) -> Any:
         out = prefill(*args, **kwargs)
         if torch.cuda.is_available():
@@ -271,7 +273,6 @@ def time_generation(trainer: Any, single_thread: bool = False) -> None:
         prefilled.append(time.perf_counter())
         return out
 
-    timed_prefill.untimed = prefill  # type: ignore[attr-defined]
     base._prefill = timed_prefill
 
     def timed(prompts: Any) -> Any:
